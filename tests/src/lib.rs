@@ -1,0 +1,275 @@
+//! Harness for the end-to-end tests: a [`Lab`] is one `netns-scripts/lab` instance with a unique
+//! prefix, driven through the same script a user runs. Dropping it tears the lab down (also when
+//! the test panics), after killing every process the test started in it.
+//!
+//! The tests need root (network namespaces). Without root, [`require_root`] fails the test with
+//! instructions, unless `HOMENET_SKIP_ROOT_TESTS=1` is set, in which case it says it skipped.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// The repository root (the workspace), where `netns-scripts/lab` lives.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests crate has a parent").to_path_buf()
+}
+
+/// The lab script.
+pub fn lab_script() -> PathBuf {
+    repo_root().join("netns-scripts/lab")
+}
+
+/// True when the tests may run: we are root. Otherwise panics with what to do, or returns false
+/// (after saying so) when `HOMENET_SKIP_ROOT_TESTS=1`.
+pub fn require_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if euid == 0 {
+        return true;
+    }
+    if std::env::var("HOMENET_SKIP_ROOT_TESTS").as_deref() == Ok("1") {
+        eprintln!("SKIPPED: this test needs root (network namespaces); HOMENET_SKIP_ROOT_TESTS=1 is set");
+        return false;
+    }
+    panic!(
+        "this test needs root to create network namespaces: run the README's test command as root \
+         (or set HOMENET_SKIP_ROOT_TESTS=1 to skip the namespace tests)"
+    );
+}
+
+/// Which router the lab runs (`lab up --router`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouterKind {
+    Ours,
+    Kernel,
+    Miniupnpd,
+}
+
+impl RouterKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            RouterKind::Ours => "ours",
+            RouterKind::Kernel => "kernel",
+            RouterKind::Miniupnpd => "miniupnpd",
+        }
+    }
+}
+
+/// Options of `lab up`.
+#[derive(Clone, Debug)]
+pub struct LabOptions {
+    pub router: RouterKind,
+    pub cams: u32,
+    pub addressing: Option<&'static str>,
+    pub wan: Option<String>,
+    pub forwards: Vec<String>,
+    pub extra: Vec<String>,
+}
+
+impl LabOptions {
+    pub fn new(router: RouterKind) -> Self {
+        LabOptions { router, cams: 1, addressing: None, wan: None, forwards: Vec::new(), extra: Vec::new() }
+    }
+    pub fn cams(mut self, n: u32) -> Self {
+        self.cams = n;
+        self
+    }
+    pub fn addressing(mut self, mode: &'static str) -> Self {
+        self.addressing = Some(mode);
+        self
+    }
+    pub fn forward(mut self, spec: &str) -> Self {
+        self.forwards.push(spec.to_string());
+        self
+    }
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.extra.push(arg.to_string());
+        self
+    }
+}
+
+static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
+
+/// A unique lab prefix for this test process: `t` + pid + a counter (the lab allows 10 chars).
+pub fn unique_prefix() -> String {
+    let n = NEXT_LAB.fetch_add(1, Ordering::Relaxed);
+    format!("t{}{}", std::process::id() % 1_000_000, char::from(b'a' + (n % 26) as u8))
+}
+
+/// A running lab. Dropping it kills the processes started through [`Lab::spawn`] and runs
+/// `lab down`.
+#[derive(Debug)]
+pub struct Lab {
+    pub prefix: String,
+    pub router: RouterKind,
+    children: Mutex<Vec<Child>>,
+}
+
+impl Lab {
+    /// `lab up` with a fresh prefix. Stale test labs whose owning process has died are removed
+    /// first (`lab gc`), so a killed test run does not leave namespaces for the next one.
+    pub fn up(opts: &LabOptions) -> Result<Lab> {
+        let _ = Command::new(lab_script()).arg("gc").stdout(Stdio::null()).status();
+        let prefix = unique_prefix();
+        let mut cmd = Command::new(lab_script());
+        cmd.args(["up", "--prefix", &prefix, "--router", opts.router.name()]);
+        cmd.args(["--cams", &opts.cams.to_string()]);
+        if let Some(a) = opts.addressing {
+            cmd.args(["--addressing", a]);
+        }
+        if let Some(w) = &opts.wan {
+            cmd.args(["--wan", w]);
+        }
+        for f in &opts.forwards {
+            cmd.args(["--forward", f]);
+        }
+        cmd.args(&opts.extra);
+        cmd.env("LAB_OWNER_PID", std::process::id().to_string());
+        let out = cmd.output().context("running netns-scripts/lab up")?;
+        // From here on the lab exists (or was cleaned by the script on failure): own it.
+        let lab = Lab { prefix, router: opts.router, children: Mutex::new(Vec::new()) };
+        if !out.status.success() {
+            bail!(
+                "lab up failed ({}):\n{}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(lab)
+    }
+
+    /// The namespace of a node.
+    pub fn ns(&self, node: &str) -> String {
+        format!("{}-{}", self.prefix, node)
+    }
+
+    /// Run a command in a node and wait for it (killed after `timeout`).
+    pub fn exec_timeout(&self, node: &str, timeout: Duration, args: &[&str]) -> Output {
+        let secs = format!("{}", timeout.as_secs_f64());
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns(node), "timeout", "-k", "2", &secs])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("ip netns exec runs")
+    }
+
+    /// Run a command in a node (30 s limit).
+    pub fn exec(&self, node: &str, args: &[&str]) -> Output {
+        self.exec_timeout(node, Duration::from_secs(30), args)
+    }
+
+    /// Run a shell script in a node; panics with its output if it fails.
+    pub fn sh(&self, node: &str, script: &str) -> String {
+        let out = self.exec(node, &["bash", "-c", script]);
+        assert!(
+            out.status.success(),
+            "in {node}: `{script}` failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Run a shell script in a node and return its output and success, without asserting.
+    pub fn try_sh(&self, node: &str, script: &str) -> (bool, String) {
+        let out = self.exec(node, &["bash", "-c", script]);
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    }
+
+    /// Start a long-running process in a node; it is killed when the lab is dropped.
+    pub fn spawn(&self, node: &str, args: &[&str]) -> u32 {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(node)])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ip netns exec spawns");
+        let pid = child.id();
+        self.children.lock().unwrap_or_else(|e| e.into_inner()).push(child);
+        pid
+    }
+
+    /// Start an HTTP file server (python3 http.server) in a node, serving `dir` on `addr:port`,
+    /// and wait until it accepts connections.
+    pub fn http_server(&self, node: &str, bind: &str, port: u16, dir: &str) {
+        self.spawn(
+            node,
+            &["python3", "-m", "http.server", &port.to_string(), "--bind", bind, "--directory", dir],
+        );
+        self.wait_tcp(node, bind, port);
+    }
+
+    /// Wait (10 s at most) until `addr:port` accepts TCP connections from `node`.
+    pub fn wait_tcp(&self, node: &str, addr: &str, port: u16) {
+        let probe = format!("exec 3<>/dev/tcp/{addr}/{port}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.try_sh(node, &probe).0 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{addr}:{port} never accepted connections from {node}");
+    }
+
+    /// The IPv4 address of a LAN node's eth0 (or the router's LAN address for `rtr`).
+    pub fn addr(&self, node: &str) -> Ipv4Addr {
+        let dev = if node == "rtr" { "lan0" } else { "eth0" };
+        let out = self.sh(node, &format!("ip -4 -o addr show dev {dev} | awk '{{print $4}}' | cut -d/ -f1"));
+        out.trim().parse().unwrap_or_else(|_| panic!("{node} has no IPv4 address: {out:?}"))
+    }
+
+    /// The router's WAN address.
+    pub fn wan_addr(&self) -> Ipv4Addr {
+        let out = self.sh("rtr", "ip -4 -o addr show dev wan0 | awk '{print $4}' | cut -d/ -f1");
+        out.trim().parse().unwrap_or_else(|_| panic!("router has no WAN address: {out:?}"))
+    }
+
+    /// The lab's own `status` output.
+    pub fn status(&self) -> String {
+        let out = Command::new(lab_script()).args(["status", "--prefix", &self.prefix]).output().expect("lab status");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Tear down now (also what Drop does).
+    pub fn down(&self) {
+        for mut c in self.children.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new(lab_script())
+            .args(["down", "--prefix", &self.prefix])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+/// The namespaces that exist now whose name starts with `prefix-`.
+pub fn namespaces_with_prefix(prefix: &str) -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output().expect("ip netns list");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(&format!("{prefix}-")))
+        .map(str::to_string)
+        .collect()
+}

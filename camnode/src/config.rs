@@ -1,0 +1,297 @@
+//! The camera node's configuration: defaults, then a TOML file (`--config`), then flags.
+//! Every error names the field and how to fix it.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+/// Where pictures come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// A webcam if one is found, else the synthetic source.
+    Auto,
+    /// A moving test scene with the node's name and a clock; needs no hardware.
+    Synthetic,
+    /// A webcam (V4L2 through nokhwa); fails if none is found.
+    Webcam,
+}
+
+/// How internal ports are chosen for the router's port mappings (patent Fig. 8a / 8b).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum InternalPortMode {
+    /// The internal port equals the external port (Fig. 8a): the node listens on each port it maps.
+    SameAsExternal,
+    /// Every node uses one common internal port (Fig. 8b), e.g. 80, behind different external ports.
+    Common,
+}
+
+/// The effective configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The node's name shown on pages; empty = assigned automatically ("camera 1", ...).
+    pub name: String,
+    /// The well-known external port the representative holds.
+    pub representative_port: u16,
+    /// The first external port tried by the other nodes.
+    pub first_other_port: u16,
+    /// How internal ports are chosen.
+    pub internal_port_mode: InternalPortMode,
+    /// The common internal port when `internal_port_mode = "common"`.
+    pub common_internal_port: u16,
+    /// Port mapping lease in seconds (renewed at half-life); 0 asks for a permanent mapping.
+    pub lease_seconds: u32,
+    /// The IGD's description URL; empty = discover with SSDP.
+    pub igd_url: String,
+    /// Picture source.
+    pub source: SourceKind,
+    /// Webcam index when `source` is webcam or auto.
+    pub device: u32,
+    /// Frame width in pixels.
+    pub width: u32,
+    /// Frame height in pixels.
+    pub height: u32,
+    /// Frames per second.
+    pub fps: u32,
+    /// JPEG quality, 1-100.
+    pub quality: u8,
+    /// A domain name that stands in for the router's external address in links.
+    pub domain: String,
+    /// Password for changes (rename, PTZ) from outside the LAN; empty = refused from outside.
+    pub password: String,
+    /// Where the node keeps its name and id across restarts.
+    pub state_dir: PathBuf,
+    /// The address the web server binds.
+    pub listen: Ipv4Addr,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            name: String::new(),
+            representative_port: 8080,
+            first_other_port: 8081,
+            internal_port_mode: InternalPortMode::SameAsExternal,
+            common_internal_port: 80,
+            lease_seconds: 3600,
+            igd_url: String::new(),
+            source: SourceKind::Auto,
+            device: 0,
+            width: 640,
+            height: 480,
+            fps: 10,
+            quality: 80,
+            domain: String::new(),
+            password: String::new(),
+            state_dir: PathBuf::from("/var/lib/camnode"),
+            listen: Ipv4Addr::UNSPECIFIED,
+        }
+    }
+}
+
+/// A camera node of the home network in a box: serves its camera's pictures over HTTP and makes
+/// itself reachable from the internet through the home router's UPnP IGD. One node holds the
+/// well-known port (8080) and lists every other camera on its page.
+///
+/// Every option can also be set in the TOML file given with --config (same names, with
+/// underscores); flags override the file.
+#[derive(Debug, Parser)]
+#[command(name = "camnode", version)]
+pub struct Args {
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// The node's name on pages [default: assigned, "camera N"].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The well-known external port of the representative [default: 8080].
+    #[arg(long, value_name = "PORT")]
+    pub representative_port: Option<u16>,
+    /// The first external port the other nodes try [default: 8081].
+    #[arg(long, value_name = "PORT")]
+    pub first_other_port: Option<u16>,
+    /// Internal port equal to the external one (Fig. 8a) or one common port (Fig. 8b)
+    /// [default: same-as-external].
+    #[arg(long, value_enum)]
+    pub internal_port_mode: Option<InternalPortMode>,
+    /// The common internal port for --internal-port-mode common [default: 80].
+    #[arg(long, value_name = "PORT")]
+    pub common_internal_port: Option<u16>,
+    /// Port mapping lease in seconds, renewed at half-life; 0 = permanent [default: 3600].
+    #[arg(long, value_name = "SECONDS")]
+    pub lease_seconds: Option<u32>,
+    /// The IGD's description URL (skips SSDP discovery).
+    #[arg(long, value_name = "URL")]
+    pub igd_url: Option<String>,
+    /// Picture source [default: auto: a webcam if found, else synthetic].
+    #[arg(long, value_enum)]
+    pub source: Option<SourceKind>,
+    /// Webcam index [default: 0].
+    #[arg(long)]
+    pub device: Option<u32>,
+    /// Frame width [default: 640].
+    #[arg(long)]
+    pub width: Option<u32>,
+    /// Frame height [default: 480].
+    #[arg(long)]
+    pub height: Option<u32>,
+    /// Frames per second [default: 10].
+    #[arg(long)]
+    pub fps: Option<u32>,
+    /// JPEG quality 1-100 [default: 80].
+    #[arg(long)]
+    pub quality: Option<u8>,
+    /// A domain name to use in links instead of the router's external address.
+    #[arg(long)]
+    pub domain: Option<String>,
+    /// Password for changes from outside the LAN (without one they are refused).
+    #[arg(long, env = "CAMNODE_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Directory for the node's persistent state (name, id) [default: /var/lib/camnode].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Address the web server binds [default: 0.0.0.0].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<Ipv4Addr>,
+}
+
+/// A configuration error, naming the field and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config field \"{field}\": {problem}; {fix}")]
+    Invalid { field: &'static str, problem: String, fix: &'static str },
+}
+
+impl Config {
+    /// Defaults, then the file named by `--config`, then the flags; then validation.
+    pub fn from_args(args: &Args) -> Result<Config, ConfigError> {
+        let mut cfg = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+                Config::from_toml(&text).map_err(|message| ConfigError::Parse { path: path.clone(), message })?
+            }
+            None => Config::default(),
+        };
+        macro_rules! overlay {
+            ($($field:ident),*) => { $( if let Some(v) = &args.$field { cfg.$field = v.clone(); } )* };
+        }
+        overlay!(
+            name,
+            representative_port,
+            first_other_port,
+            internal_port_mode,
+            common_internal_port,
+            lease_seconds,
+            igd_url,
+            source,
+            device,
+            width,
+            height,
+            fps,
+            quality,
+            domain,
+            password,
+            state_dir,
+            listen
+        );
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parse a TOML document; unknown fields are errors that name the field.
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Check values that types cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, problem: String, fix| Err(ConfigError::Invalid { field, problem, fix });
+        if self.representative_port == 0 {
+            return invalid("representative_port", "port 0 is not a port".into(), "use e.g. 8080");
+        }
+        if self.first_other_port == 0 || self.first_other_port == self.representative_port {
+            return invalid(
+                "first_other_port",
+                format!("{} cannot be used", self.first_other_port),
+                "use a port other than 0 and the representative port, e.g. 8081",
+            );
+        }
+        if self.internal_port_mode == InternalPortMode::Common && self.common_internal_port == 0 {
+            return invalid("common_internal_port", "port 0 is not a port".into(), "use e.g. 80");
+        }
+        if !(8..=8192).contains(&self.width) || self.width % 8 != 0 {
+            return invalid("width", format!("{} pixels", self.width), "use a multiple of 8 from 8 to 8192, e.g. 640");
+        }
+        if !(8..=8192).contains(&self.height) || self.height % 8 != 0 {
+            return invalid("height", format!("{} pixels", self.height), "use a multiple of 8 from 8 to 8192, e.g. 480");
+        }
+        if !(1..=60).contains(&self.fps) {
+            return invalid("fps", format!("{} frames per second", self.fps), "use 1 to 60, e.g. 10");
+        }
+        if !(1..=100).contains(&self.quality) {
+            return invalid("quality", format!("{}", self.quality), "use 1 to 100, e.g. 80");
+        }
+        if self.name.chars().count() > 64 || self.name.chars().any(char::is_control) {
+            return invalid("name", format!("{:?}", self.name), "use at most 64 printable characters");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("camnode").chain(list.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn defaults_follow_design_md() {
+        let c = Config::from_args(&args(&[])).unwrap();
+        assert_eq!((c.representative_port, c.first_other_port, c.lease_seconds), (8080, 8081, 3600));
+        assert_eq!(c.internal_port_mode, InternalPortMode::SameAsExternal);
+        assert_eq!(c.source, SourceKind::Auto);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = std::env::temp_dir().join(format!("camnode-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "name = \"porch\"\nfps = 5\ninternal_port_mode = \"common\"\n").unwrap();
+        let c = Config::from_args(&args(&["--config", file.to_str().unwrap(), "--fps", "12"])).unwrap();
+        assert_eq!(c.name, "porch");
+        assert_eq!(c.fps, 12);
+        assert_eq!(c.internal_port_mode, InternalPortMode::Common);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let err = Config::from_toml("frame_rate = 5\n").unwrap_err();
+        assert!(err.contains("frame_rate"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_name_field_and_fix() {
+        let err = Config::from_args(&args(&["--quality", "0"])).unwrap_err().to_string();
+        assert!(err.contains("\"quality\"") && err.contains("use 1 to 100"), "{err}");
+        let err = Config::from_args(&args(&["--width", "641"])).unwrap_err().to_string();
+        assert!(err.contains("\"width\"") && err.contains("multiple of 8"), "{err}");
+        let err = Config::from_args(&args(&["--first-other-port", "8080"])).unwrap_err().to_string();
+        assert!(err.contains("\"first_other_port\""), "{err}");
+    }
+}
