@@ -1,0 +1,1 @@
+//! Picture sources (synthetic, webcam) and JPEG encoding.

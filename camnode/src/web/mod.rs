@@ -1,0 +1,1 @@
+//! The HTTP side: pages, snapshots, MJPEG, status, PTZ, rename.
