@@ -1,1 +1,1251 @@
-//! NAPT translation engine (RFC 3022, behaviours of RFC 4787 / RFC 5382). Sans-IO.
+//! NAPT translation engine (RFC 3022), with the behaviours of RFC 4787 (UDP), RFC 5382 (TCP)
+//! and RFC 5508 (ICMP). Sans-IO: a packet goes in with `now`, is translated in place, and the
+//! caller writes it back; timers are driven by the caller through [`Nat::expire`] and
+//! [`Nat::next_deadline`]. No clock reads, no threads, randomness only from the seed.
+//!
+//! # Flow of one packet ([`Nat::process`])
+//! 1. **Parse**: the IPv4 header is validated once (version, IHL, total length, header
+//!    checksum; module `wire`); every later access is a checked read at a named offset. Malformed
+//!    input is dropped and counted by [`DropReason`], never a panic.
+//! 2. **Classify** by addresses alone: source inside the LAN prefix -> outbound (and, when the
+//!    destination is the WAN address, hairpinned: outbound then inbound translation, RFC 4787
+//!    REQ-9); destination = WAN address from outside the LAN -> inbound; anything else -> drop.
+//! 3. **Fragments** (RFC 791): non-first fragments carry no ports; they reuse the translation
+//!    of their datagram's first fragment, or wait for it (module `frag`).
+//! 4. **Look up or create**: outbound, (proto, internal, remote) finds the session; a new
+//!    session first finds or creates its mapping (per the mapping behaviour, or the port forward
+//!    of that internal endpoint), allocating an external port if needed. Inbound,
+//!    (proto, external port, remote) finds the session; otherwise the owner of the external port
+//!    (a forward or a dynamic mapping) decides, through the filtering behaviour
+//!    (RFC 4787 section 5), whether a new session may be created.
+//! 5. **Rewrite** addresses and ports, track TCP state (RFC 5382: SYN/FIN/RST), refresh the
+//!    idle timer, and optionally add one to the TTL (see [`NatConfig::ttl_compensation`]).
+//! 6. **Checksums** are updated incrementally (RFC 1624 eqn. 3): the IP header checksum for
+//!    addresses and TTL, the TCP/UDP checksum for the pseudo-header addresses and the port
+//!    (a UDP checksum of 0 means "none" and stays 0, RFC 768), the ICMP checksum for the echo
+//!    identifier. ICMP errors (module `icmp`) have their quoted IP header and transport
+//!    ports restored too, with the quoted checksums and the outer ICMP checksum fixed
+//!    (RFC 5508 section 4).
+//!
+//! # Data structures (module `table`)
+//! A slab of 64-byte sessions, a slab of mappings, three hash indexes with a seeded
+//! fold-multiply hasher (outbound key, inbound key, mapping key), a per-protocol array that says
+//! which mapping owns each external port (forwards and dynamic mappings share it, so they can
+//! never collide), and a lazy min-heap of deadlines. The established path allocates nothing.
+//!
+//! Memory per session, at 1 M sessions (table capacities are powers of two):
+//! session 64 B + outbound index 2 M buckets x 21 B / 1 M = 42 B + inbound index
+//! 2 M x 17 B / 1 M = 34 B + heap entry 16 B = 156 B, plus the mappings (32 B + ~50 B of
+//! index each, shared by the sessions of a mapping) and a fixed 768 KiB of port-owner arrays.
+//! `nat-bench` measures **164 B per session** with a counting allocator (1000 endpoints x
+//! 1000 remotes), 10-13 M packets/s on established flows and 1.5 M new sessions/s on
+//! one core.
+
+mod behaviour;
+mod frag;
+mod icmp;
+mod table;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    fmt,
+    net::{Ipv4Addr, SocketAddrV4},
+    ops::RangeInclusive,
+    str::FromStr,
+    time::{Duration, Instant},
+};
+
+use rand::{Rng, SeedableRng, rngs::SmallRng};
+
+pub use behaviour::{
+    Behaviour, FilteringBehaviour, MappingBehaviour, ParseNameError, PortAllocation, Preset,
+    Timeouts,
+};
+use frag::{FragKey, FragState, Frags};
+use table::{
+    FIN_IN, FIN_OUT, InKey, KIND_ADM, KIND_APDM, KIND_EIM, KIND_FORWARD, MapKey, NONE, OutKey,
+    Proto, RST, SEEN_IN, SEEN_OUT, SeededState, Session, Table,
+};
+use wire::{Delta, Ipv4Header, field, rd8, rd16, rd32, wr8, wr16, wr32};
+
+/// How long fragments of a datagram are tracked (and early ones held) after the first one of
+/// them arrived. Linux uses 30 s for reassembly (`ipfrag_time`); RFC 791 suggests 15 s.
+pub const FRAGMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default cap on concurrent sessions (about 330 MB at the measured bytes per session).
+pub const DEFAULT_MAX_SESSIONS: usize = 2 << 20;
+
+/// Engine configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NatConfig {
+    /// The external address (the router's address on the WAN link).
+    pub wan_addr: Ipv4Addr,
+    /// The router's own LAN address; with `lan_prefix` it defines the LAN network.
+    pub lan_addr: Ipv4Addr,
+    /// LAN prefix length (0..=32).
+    pub lan_prefix: u8,
+    /// Mapping, filtering, port allocation, hairpin, timeouts.
+    pub behaviour: Behaviour,
+    /// External ports for dynamic mappings (and ICMP identifiers); port 0 is never used.
+    /// Forwards may use any port.
+    pub port_range: RangeInclusive<u16>,
+    /// Add one to the TTL of every forwarded packet (when below 255). In the deployment each
+    /// packet crosses the kernel's forwarding twice (LAN iface -> tun, tun -> WAN iface), which
+    /// decrements the TTL twice; this makes the router count as one hop (e.g. in traceroute).
+    pub ttl_compensation: bool,
+}
+
+impl NatConfig {
+    /// A configuration with the default behaviour, ports 1024..=65535, no TTL compensation.
+    pub fn new(wan_addr: Ipv4Addr, lan_addr: Ipv4Addr, lan_prefix: u8) -> NatConfig {
+        NatConfig {
+            wan_addr,
+            lan_addr,
+            lan_prefix,
+            behaviour: Behaviour::default(),
+            port_range: 1024..=65535,
+            ttl_compensation: false,
+        }
+    }
+}
+
+/// Transport protocol of a port forward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    /// "tcp" or "udp".
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+
+    fn proto(self) -> Proto {
+        match self {
+            Protocol::Tcp => Proto::Tcp,
+            Protocol::Udp => Proto::Udp,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Protocol {
+    type Err = ParseNameError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            t if t.eq_ignore_ascii_case("tcp") => Ok(Protocol::Tcp),
+            t if t.eq_ignore_ascii_case("udp") => Ok(Protocol::Udp),
+            _ => Err(ParseNameError::protocol(s)),
+        }
+    }
+}
+
+/// A static port forward (from configuration, or added by the IGD with a lease).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Forward {
+    pub protocol: Protocol,
+    pub external_port: u16,
+    pub internal_addr: Ipv4Addr,
+    pub internal_port: u16,
+    /// Only this remote address may open sessions through the forward (`None`: anyone).
+    pub remote_host: Option<Ipv4Addr>,
+    /// Removed by [`Nat::expire`] at this instant (`None`: permanent).
+    pub expires: Option<Instant>,
+    pub description: String,
+}
+
+/// Why a forward cannot be added.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ForwardError {
+    #[error("{which} port 0 is not a valid port; use 1..=65535")]
+    ZeroPort { which: &'static str },
+    #[error(
+        "internal address {addr} is not in the LAN {lan}; forwards can only point into the LAN"
+    )]
+    NotInLan { addr: Ipv4Addr, lan: String },
+    #[error(
+        "{protocol} port {port} is already forwarded to {internal} ({description:?}); remove that forward first or pick another port"
+    )]
+    PortForwarded {
+        protocol: Protocol,
+        port: u16,
+        internal: SocketAddrV4,
+        description: String,
+    },
+    #[error(
+        "{protocol} port {port} is in use by an active NAT session; pick another port, or flush sessions and retry"
+    )]
+    PortInUseBySession { protocol: Protocol, port: u16 },
+}
+
+/// What to do with a packet handed to [`Nat::process`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Translated in place: write it back.
+    Forward,
+    /// Dropped (and counted).
+    Drop(DropReason),
+    /// A fragment kept until its first fragment arrives; it comes out of
+    /// [`Nat::poll_transmit`] later (or is dropped at the fragment timeout).
+    Held,
+}
+
+macro_rules! drop_reasons {
+    ($($(#[$doc:meta])* $v:ident => $name:literal,)*) => {
+        /// Why a packet was dropped. `name()` is the Prometheus label value.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum DropReason { $($(#[$doc])* $v,)* }
+        impl DropReason {
+            /// Every reason, in `Counters::drops` index order.
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$v,)*];
+            /// Number of reasons.
+            pub const COUNT: usize = [$(DropReason::$v,)*].len();
+            /// snake_case label.
+            pub fn name(self) -> &'static str {
+                match self { $(DropReason::$v => $name,)* }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    /// Shorter than the IPv4 header, its IHL, or the transport header it needs.
+    Truncated => "truncated",
+    /// Not IPv4.
+    BadVersion => "bad_version",
+    /// IHL below 5.
+    BadHeaderLength => "bad_header_length",
+    /// Total length below the header length or beyond the bytes received.
+    BadTotalLength => "bad_total_length",
+    /// IPv4 header checksum wrong.
+    BadChecksum => "bad_checksum",
+    /// TTL 0.
+    TtlExpired => "ttl_expired",
+    /// Neither TCP, UDP nor ICMP.
+    UnsupportedProtocol => "unsupported_protocol",
+    /// An ICMP type the engine does not translate in that direction (e.g. an echo request
+    /// to the WAN address).
+    UnsupportedIcmp => "unsupported_icmp",
+    /// An ICMP error whose quoted packet is malformed or not one of ours.
+    BadIcmp => "bad_icmp",
+    /// Neither from the LAN nor to the WAN address from outside (or LAN to LAN).
+    NotForUs => "not_for_us",
+    /// LAN to the WAN address while hairpinning is off.
+    HairpinDisabled => "hairpin_disabled",
+    /// Refused by the filtering behaviour or a forward's remote-host restriction.
+    Filtered => "filtered",
+    /// Inbound to a port with no mapping or forward.
+    NoMapping => "no_mapping",
+    /// No free external port in the range.
+    PortsExhausted => "ports_exhausted",
+    /// The session cap is reached.
+    TableFull => "table_full",
+    /// A held fragment whose first fragment never came.
+    FragmentTimeout => "fragment_timeout",
+    /// Too many fragments tracked or held.
+    FragmentBufferFull => "fragment_buffer_full",
+}
+
+/// Traffic counters. "out" = LAN -> WAN, "in" = WAN -> LAN.
+#[derive(Clone, Debug, Default)]
+pub struct Counters {
+    pub packets_out: u64,
+    pub bytes_out: u64,
+    pub packets_in: u64,
+    pub bytes_in: u64,
+    /// LAN -> WAN address -> LAN packets (counted here only, not in out/in).
+    pub packets_hairpin: u64,
+    pub sessions_created: u64,
+    pub sessions_expired: u64,
+    pub fragments_held: u64,
+    /// Indexed by `DropReason as usize`.
+    pub drops: [u64; DropReason::COUNT],
+}
+
+impl Counters {
+    /// All drops.
+    pub fn drops_total(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+    /// Drops for one reason.
+    pub fn drop_count(&self, r: DropReason) -> u64 {
+        self.drops.get(r as usize).copied().unwrap_or(0)
+    }
+    fn drop(&mut self, r: DropReason, n: u64) {
+        if let Some(c) = self.drops.get_mut(r as usize) {
+            *c += n;
+        }
+    }
+}
+
+/// One row of the session table, for the control API.
+#[derive(Clone, Debug)]
+pub struct SessionInfo {
+    /// "tcp", "udp" or "icmp".
+    pub protocol: &'static str,
+    pub internal: SocketAddrV4,
+    /// On the WAN address (for ICMP: the echo identifier).
+    pub external_port: u16,
+    pub remote: SocketAddrV4,
+    /// "udp", "icmp", or for TCP: "syn-sent", "syn-received", "established", "fin-wait",
+    /// "closing", "reset".
+    pub state: &'static str,
+    pub expires_in: Duration,
+    pub packets: u64,
+    pub bytes: u64,
+    /// Created through a port forward.
+    pub forward: bool,
+}
+
+/// Direction of a packet, as classified from its addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dir {
+    Out,
+    In,
+    Hairpin,
+}
+
+/// The 5-tuple of a packet (ICMP echo: the identifier is `sport` outbound, `dport` inbound,
+/// the remote "port" is 0), with where its ports live in the packet.
+#[derive(Clone, Copy, Debug)]
+struct Flow {
+    proto: Proto,
+    src: u32,
+    sport: u16,
+    dst: u32,
+    dport: u16,
+    tcp_flags: u8,
+    sport_at: usize,
+    dport_at: usize,
+}
+
+/// An in-place rewrite of one packet (see [`rewrite`]).
+#[derive(Clone, Copy, Debug, Default)]
+struct Rewrite {
+    src: Option<u32>,
+    dst: Option<u32>,
+    /// (offset, new value) of the source / destination port field.
+    sport: Option<(usize, u16)>,
+    dport: Option<(usize, u16)>,
+    /// Offset of the transport checksum when the transport header is present, with
+    /// whether it is UDP (0 = no checksum) and whether it covers the pseudo-header.
+    l4_csum: Option<(usize, bool, bool)>,
+    ttl_inc: bool,
+}
+
+#[derive(Debug)]
+struct ForwardEntry {
+    fwd: Forward,
+    mapping: u32,
+}
+
+/// The NAT engine. See the module docs.
+pub struct Nat {
+    cfg: NatConfig,
+    wan: u32,
+    lan_net: u32,
+    lan_mask: u32,
+    table: Table,
+    forwards: BTreeMap<(Protocol, u16), ForwardEntry>,
+    frags: Frags,
+    tx: VecDeque<Vec<u8>>,
+    counters: Counters,
+    rng: SmallRng,
+    /// Next candidate per protocol for sequential allocation.
+    cursor: [u16; 3],
+    /// `now` of the first call: times inside the table are milliseconds since then.
+    epoch: Option<Instant>,
+    max_sessions: usize,
+}
+
+impl fmt::Debug for Nat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Nat")
+            .field("wan_addr", &self.cfg.wan_addr)
+            .field("behaviour", &self.cfg.behaviour)
+            .field("sessions", &self.table.live)
+            .field("forwards", &self.forwards.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// TCP state after one segment (RFC 5382 section 5 tracks SYN, FIN and RST).
+fn tcp_next(state: u8, flags: u8, out: bool) -> u8 {
+    let mut s = state;
+    // A fresh SYN on a closed or reset 4-tuple starts a new connection.
+    if flags & wire::TCP_SYN != 0 && flags & wire::TCP_ACK == 0 && s & (RST | FIN_OUT | FIN_IN) != 0
+    {
+        s = 0;
+    }
+    s |= if out { SEEN_OUT } else { SEEN_IN };
+    if flags & wire::TCP_RST != 0 {
+        s |= RST;
+    }
+    if flags & wire::TCP_FIN != 0 {
+        s |= if out { FIN_OUT } else { FIN_IN };
+    }
+    s
+}
+
+fn tcp_established(state: u8) -> bool {
+    state & (SEEN_OUT | SEEN_IN) == SEEN_OUT | SEEN_IN
+        && state & RST == 0
+        && state & (FIN_OUT | FIN_IN) != FIN_OUT | FIN_IN
+}
+
+fn tcp_state_name(state: u8) -> &'static str {
+    if state & RST != 0 {
+        "reset"
+    } else if state & (FIN_OUT | FIN_IN) == FIN_OUT | FIN_IN {
+        "closing"
+    } else if state & (FIN_OUT | FIN_IN) != 0 {
+        "fin-wait"
+    } else if state & (SEEN_OUT | SEEN_IN) == SEEN_OUT | SEEN_IN {
+        "established"
+    } else if state & SEEN_OUT != 0 {
+        "syn-sent"
+    } else {
+        "syn-received"
+    }
+}
+
+/// Applies `rw` to `pkt` with incremental checksum updates (RFC 1624 eqn. 3).
+fn rewrite(pkt: &mut [u8], rw: &Rewrite) {
+    let mut ipd = Delta::default();
+    let mut l4d = Delta::default();
+    let pseudo = rw.l4_csum.is_some_and(|(_, _, p)| p);
+    for (at, new) in [(field::SRC, rw.src), (field::DST, rw.dst)] {
+        if let Some(new) = new {
+            let old = rd32(pkt, at);
+            ipd.addr(old, new);
+            if pseudo {
+                l4d.addr(old, new);
+            }
+            wr32(pkt, at, new);
+        }
+    }
+    for (at, new) in [rw.sport, rw.dport].into_iter().flatten() {
+        l4d.word(rd16(pkt, at), new);
+        wr16(pkt, at, new);
+    }
+    if rw.ttl_inc {
+        let ttl = rd8(pkt, field::TTL);
+        if ttl < 255 {
+            let old = rd16(pkt, field::TTL);
+            wr8(pkt, field::TTL, ttl + 1);
+            ipd.word(old, rd16(pkt, field::TTL));
+        }
+    }
+    ipd.apply_at(pkt, field::CHECKSUM);
+    if let Some((at, udp, _)) = rw.l4_csum {
+        let old = rd16(pkt, at);
+        // RFC 768: a UDP checksum of 0 means "not computed" and must stay 0; a computed 0 is
+        // sent as 0xffff.
+        if !(udp && old == 0) {
+            let new = l4d.apply(old);
+            wr16(pkt, at, if udp && new == 0 { 0xffff } else { new });
+        }
+    }
+}
+
+impl Nat {
+    /// A new engine. `seed` keys the hash indexes and the random port allocator.
+    pub fn new(config: NatConfig, seed: u64) -> Nat {
+        let prefix = config.lan_prefix.min(32);
+        let lan_mask = if prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(prefix))
+        };
+        let hasher = SeededState::new(seed);
+        let start = (*config.port_range.start()).max(1);
+        Nat {
+            wan: u32::from(config.wan_addr),
+            lan_net: u32::from(config.lan_addr) & lan_mask,
+            lan_mask,
+            table: Table::new(seed),
+            forwards: BTreeMap::new(),
+            frags: Frags::new(hasher),
+            tx: VecDeque::new(),
+            counters: Counters::default(),
+            rng: SmallRng::seed_from_u64(seed),
+            cursor: [start; 3],
+            epoch: None,
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            cfg: config,
+        }
+    }
+
+    /// Translates one whole IPv4 packet in place (see the module docs for the flow).
+    /// `Forward`: write it back (bytes beyond the IP total length, if any, are left as they
+    /// were). `Held`: nothing to write now. `Drop`: counted in [`Counters::drops`].
+    pub fn process(&mut self, now: Instant, packet: &mut [u8]) -> Verdict {
+        let now = self.clock(now);
+        match self.process_inner(now, packet) {
+            Ok(v) => v,
+            Err(r) => {
+                self.counters.drop(r, 1);
+                Verdict::Drop(r)
+            }
+        }
+    }
+
+    /// Extra packets to write (held fragments released). Call after `process` until `None`.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.tx.pop_front()
+    }
+
+    /// Expires idle sessions, fragments whose first fragment never came, and forwards whose
+    /// `expires` has passed.
+    pub fn expire(&mut self, now: Instant) {
+        let now_ms = self.clock(now);
+        while let Some(idx) = self.table.pop_expired(now_ms) {
+            self.table.remove(idx);
+            self.counters.sessions_expired += 1;
+        }
+        while let Some(e) = self.frags.pop_expired(now_ms) {
+            self.counters
+                .drop(DropReason::FragmentTimeout, e.held.len() as u64);
+        }
+        let due: Vec<(Protocol, u16)> = self
+            .forwards
+            .iter()
+            .filter(|(_, e)| e.fwd.expires.is_some_and(|t| t <= now))
+            .map(|(k, _)| *k)
+            .collect();
+        for (p, port) in due {
+            self.remove_forward(p, port);
+        }
+    }
+
+    /// When [`Nat::expire`] has work next (never later than needed; may be earlier).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let table = self.epoch.and_then(|e| {
+            let d = match (self.table.next_deadline(), self.frags.next_deadline()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            d.map(|d| e + Duration::from_millis(d))
+        });
+        let fwd = self.forwards.values().filter_map(|e| e.fwd.expires).min();
+        match (table, fwd) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Adds a port forward. Re-adding the same (protocol, port) with the same internal
+    /// endpoint updates it in place (lease renewal) and keeps its sessions.
+    pub fn add_forward(&mut self, fwd: Forward) -> Result<(), ForwardError> {
+        if fwd.external_port == 0 {
+            return Err(ForwardError::ZeroPort { which: "external" });
+        }
+        if fwd.internal_port == 0 {
+            return Err(ForwardError::ZeroPort { which: "internal" });
+        }
+        if !self.in_lan(u32::from(fwd.internal_addr)) {
+            return Err(ForwardError::NotInLan {
+                addr: fwd.internal_addr,
+                lan: format!(
+                    "{}/{}",
+                    Ipv4Addr::from(self.lan_net),
+                    self.cfg.lan_prefix.min(32)
+                ),
+            });
+        }
+        let key = (fwd.protocol, fwd.external_port);
+        if let Some(e) = self.forwards.get_mut(&key) {
+            if e.fwd.internal_addr == fwd.internal_addr && e.fwd.internal_port == fwd.internal_port
+            {
+                e.fwd = fwd;
+                return Ok(());
+            }
+            return Err(ForwardError::PortForwarded {
+                protocol: fwd.protocol,
+                port: fwd.external_port,
+                internal: SocketAddrV4::new(e.fwd.internal_addr, e.fwd.internal_port),
+                description: e.fwd.description.clone(),
+            });
+        }
+        let proto = fwd.protocol.proto();
+        if self.table.owner(proto, fwd.external_port) != NONE {
+            return Err(ForwardError::PortInUseBySession {
+                protocol: fwd.protocol,
+                port: fwd.external_port,
+            });
+        }
+        let mk = Self::forward_key(proto, fwd.internal_addr, fwd.internal_port);
+        let mapping = self.table.add_mapping(mk, fwd.external_port);
+        self.forwards.insert(key, ForwardEntry { fwd, mapping });
+        Ok(())
+    }
+
+    /// Removes a forward and the sessions that use it.
+    pub fn remove_forward(&mut self, protocol: Protocol, external_port: u16) -> Option<Forward> {
+        let e = self.forwards.remove(&(protocol, external_port))?;
+        let sessions: Vec<u32> = self.table.mapping_sessions(e.mapping).collect();
+        for s in sessions {
+            self.table.remove(s);
+        }
+        self.table.remove_mapping(e.mapping);
+        // Another forward of the same internal endpoint takes over outbound new sessions.
+        let mk = Self::forward_key(protocol.proto(), e.fwd.internal_addr, e.fwd.internal_port);
+        if !self.table.map_idx.contains_key(&mk) {
+            if let Some(other) = self.forwards.values().find(|o| {
+                o.fwd.protocol == protocol
+                    && o.fwd.internal_addr == e.fwd.internal_addr
+                    && o.fwd.internal_port == e.fwd.internal_port
+            }) {
+                self.table.map_idx.insert(mk, other.mapping);
+            }
+        }
+        Some(e.fwd)
+    }
+
+    /// Forwards, ordered by (protocol, external port).
+    pub fn forwards(&self) -> impl Iterator<Item = &Forward> + '_ {
+        self.forwards.values().map(|e| &e.fwd)
+    }
+
+    /// The current behaviour.
+    pub fn behaviour(&self) -> &Behaviour {
+        &self.cfg.behaviour
+    }
+
+    /// Switches behaviour; existing sessions and mappings stay and keep their ports. New
+    /// timeouts apply from each session's next packet.
+    pub fn set_behaviour(&mut self, b: Behaviour) {
+        self.cfg.behaviour = b;
+    }
+
+    /// Drops every session and dynamic mapping (and tracked fragments); forwards stay.
+    pub fn flush_sessions(&mut self) {
+        self.table.clear_sessions();
+        self.frags.clear();
+    }
+
+    /// The external address.
+    pub fn wan_addr(&self) -> Ipv4Addr {
+        self.cfg.wan_addr
+    }
+
+    /// Changes the external address (an ISP renumbering). Sessions are flushed when it
+    /// changes, as their external address is gone; forwards stay.
+    pub fn set_wan_addr(&mut self, addr: Ipv4Addr) {
+        if addr != self.cfg.wan_addr {
+            self.cfg.wan_addr = addr;
+            self.wan = u32::from(addr);
+            self.flush_sessions();
+        }
+    }
+
+    /// The configuration as it is now (behaviour and WAN address included).
+    pub fn config(&self) -> &NatConfig {
+        &self.cfg
+    }
+
+    /// Caps concurrent sessions (default [`DEFAULT_MAX_SESSIONS`]); beyond it new sessions are
+    /// dropped with [`DropReason::TableFull`].
+    pub fn set_max_sessions(&mut self, max: usize) {
+        self.max_sessions = max;
+    }
+
+    /// Counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Live sessions.
+    pub fn session_count(&self) -> usize {
+        self.table.live
+    }
+
+    /// Live dynamic mappings and forwards.
+    pub fn mapping_count(&self) -> usize {
+        self.table.mappings.iter().filter(|m| m.live).count()
+    }
+
+    /// Heap bytes the session table holds, computed from its capacities.
+    pub fn table_bytes(&self) -> usize {
+        self.table.heap_bytes()
+    }
+
+    /// The session table (sessions whose timer ran out but were not yet expired have
+    /// `expires_in` zero).
+    pub fn sessions(&self, now: Instant) -> impl Iterator<Item = SessionInfo> + '_ {
+        let now_ms = self
+            .epoch
+            .map_or(0, |e| ms(now.saturating_duration_since(e)));
+        self.table
+            .sessions
+            .iter()
+            .filter(|s| s.is_live())
+            .map(move |s| {
+                let proto = s.proto();
+                SessionInfo {
+                    protocol: proto.name(),
+                    internal: SocketAddrV4::new(s.int_addr.into(), s.int_port),
+                    external_port: s.ext_port,
+                    remote: SocketAddrV4::new(s.rem_addr.into(), s.rem_port),
+                    state: match proto {
+                        Proto::Tcp => tcp_state_name(s.tcp),
+                        Proto::Udp => "udp",
+                        Proto::Icmp => "icmp",
+                    },
+                    expires_in: Duration::from_millis(s.expires.saturating_sub(now_ms)),
+                    packets: s.packets,
+                    bytes: s.bytes,
+                    forward: self.table.mapping(s.mapping).key.kind == KIND_FORWARD,
+                }
+            })
+    }
+
+    // ---- internals -------------------------------------------------------------------------
+
+    fn clock(&mut self, now: Instant) -> u64 {
+        let e = *self.epoch.get_or_insert(now);
+        ms(now.saturating_duration_since(e))
+    }
+
+    fn in_lan(&self, a: u32) -> bool {
+        a & self.lan_mask == self.lan_net
+    }
+
+    fn forward_key(proto: Proto, addr: Ipv4Addr, port: u16) -> MapKey {
+        MapKey {
+            key: OutKey {
+                int_addr: addr.into(),
+                rem_addr: 0,
+                int_port: port,
+                rem_port: 0,
+                proto,
+            },
+            kind: KIND_FORWARD,
+        }
+    }
+
+    fn process_inner(&mut self, now: u64, packet: &mut [u8]) -> Result<Verdict, DropReason> {
+        let ip = Ipv4Header::parse(packet)?;
+        let pkt = packet.get_mut(..ip.total).ok_or(DropReason::Truncated)?;
+        if ip.ttl == 0 {
+            return Err(DropReason::TtlExpired);
+        }
+        let dir = self.classify(ip.src, ip.dst)?;
+        if ip.is_fragment() {
+            return self.process_fragment(now, pkt, &ip, dir);
+        }
+        self.translate(now, pkt, &ip, dir)?;
+        Ok(Verdict::Forward)
+    }
+
+    /// Direction from addresses alone (module docs, step 2).
+    fn classify(&self, src: u32, dst: u32) -> Result<Dir, DropReason> {
+        let special = |a: u32| {
+            let o = a >> 24;
+            o == 0 || o == 127 || o >= 224 // this-network, loopback, multicast, broadcast
+        };
+        if self.in_lan(src) {
+            if dst == self.wan {
+                return if self.cfg.behaviour.hairpin {
+                    Ok(Dir::Hairpin)
+                } else {
+                    Err(DropReason::HairpinDisabled)
+                };
+            }
+            if self.in_lan(dst) || special(dst) {
+                return Err(DropReason::NotForUs);
+            }
+            Ok(Dir::Out)
+        } else if dst == self.wan && src != self.wan && !special(src) {
+            Ok(Dir::In)
+        } else {
+            Err(DropReason::NotForUs)
+        }
+    }
+
+    /// Translates an unfragmented packet or a first fragment.
+    fn translate(
+        &mut self,
+        now: u64,
+        pkt: &mut [u8],
+        ip: &Ipv4Header,
+        dir: Dir,
+    ) -> Result<(), DropReason> {
+        let proto = Proto::from_ip(ip.proto).ok_or(DropReason::UnsupportedProtocol)?;
+        let l4 = ip.ihl;
+        let avail = ip.payload_len();
+        let mut flow = Flow {
+            proto,
+            src: ip.src,
+            sport: rd16(pkt, l4 + field::SRC_PORT),
+            dst: ip.dst,
+            dport: rd16(pkt, l4 + field::DST_PORT),
+            tcp_flags: 0,
+            sport_at: l4 + field::SRC_PORT,
+            dport_at: l4 + field::DST_PORT,
+        };
+        let csum_at = match proto {
+            Proto::Tcp => {
+                if avail < field::TCP_MIN {
+                    return Err(DropReason::Truncated);
+                }
+                flow.tcp_flags = rd8(pkt, l4 + field::TCP_FLAGS);
+                l4 + field::TCP_CHECKSUM
+            }
+            Proto::Udp => {
+                if avail < field::UDP_LEN {
+                    return Err(DropReason::Truncated);
+                }
+                l4 + field::UDP_CHECKSUM
+            }
+            Proto::Icmp => {
+                if avail < field::ICMP_LEN {
+                    return Err(DropReason::Truncated);
+                }
+                let id = rd16(pkt, l4 + field::ICMP_IDENT);
+                flow.sport_at = l4 + field::ICMP_IDENT;
+                flow.dport_at = l4 + field::ICMP_IDENT;
+                match (rd8(pkt, l4 + field::ICMP_TYPE), dir) {
+                    (wire::ICMP_ECHO_REQUEST, Dir::Out) => (flow.sport, flow.dport) = (id, 0),
+                    (wire::ICMP_ECHO_REPLY, Dir::In) => (flow.sport, flow.dport) = (0, id),
+                    (
+                        wire::ICMP_DEST_UNREACHABLE
+                        | wire::ICMP_TIME_EXCEEDED
+                        | wire::ICMP_PARAMETER_PROBLEM,
+                        _,
+                    ) => return self.translate_icmp_error(pkt, ip, dir),
+                    _ => return Err(DropReason::UnsupportedIcmp),
+                }
+                l4 + field::ICMP_CHECKSUM
+            }
+        };
+        let len = ip.total as u64;
+        let mut rw = Rewrite {
+            l4_csum: Some((csum_at, proto == Proto::Udp, proto != Proto::Icmp)),
+            ttl_inc: self.cfg.ttl_compensation,
+            ..Rewrite::default()
+        };
+        match dir {
+            Dir::Out => {
+                let ext = self.lookup_out(now, &flow, len)?;
+                rw.src = Some(self.wan);
+                rw.sport = Some((flow.sport_at, ext));
+                self.counters.packets_out += 1;
+                self.counters.bytes_out += len;
+            }
+            Dir::In => {
+                let (addr, port) = self.lookup_in(now, &flow, len)?;
+                rw.dst = Some(addr);
+                rw.dport = Some((flow.dport_at, port));
+                self.counters.packets_in += 1;
+                self.counters.bytes_in += len;
+            }
+            Dir::Hairpin => {
+                // RFC 4787 REQ-9 / RFC 5382 REQ-8: translate the source as for any outbound
+                // packet (so the receiver sees the sender's external endpoint and its replies
+                // hairpin too), then the destination as for an inbound one.
+                // (ICMP echo never gets here: an echo request to the WAN address is refused
+                // above, as the engine does not answer pings itself.)
+                let ext = self.lookup_out(now, &flow, len)?;
+                let back = Flow {
+                    src: self.wan,
+                    sport: ext,
+                    ..flow
+                };
+                let (addr, port) = self.lookup_in(now, &back, len)?;
+                rw.src = Some(self.wan);
+                rw.sport = Some((flow.sport_at, ext));
+                rw.dst = Some(addr);
+                rw.dport = Some((flow.dport_at, port));
+                self.counters.packets_hairpin += 1;
+            }
+        }
+        rewrite(pkt, &rw);
+        Ok(())
+    }
+
+    /// Outbound lookup; creates the session (and mapping) if needed. Returns the external port.
+    fn lookup_out(&mut self, now: u64, f: &Flow, len: u64) -> Result<u16, DropReason> {
+        let key = OutKey {
+            int_addr: f.src,
+            rem_addr: f.dst,
+            int_port: f.sport,
+            rem_port: f.dport,
+            proto: f.proto,
+        };
+        let idx = match self.table.out_idx.get(&key) {
+            Some(&i) => i,
+            None => {
+                let m = self.mapping_for(f)?;
+                self.new_session(
+                    now,
+                    f,
+                    m,
+                    true,
+                    key.int_addr,
+                    key.int_port,
+                    key.rem_addr,
+                    key.rem_port,
+                )?
+            }
+        };
+        self.touch(now, idx, true, f.tcp_flags, len);
+        Ok(self.table.session(idx).ext_port)
+    }
+
+    /// Inbound lookup; applies forwards and filtering to create a session if needed. Returns
+    /// the internal endpoint.
+    fn lookup_in(&mut self, now: u64, f: &Flow, len: u64) -> Result<(u32, u16), DropReason> {
+        let key = InKey {
+            rem_addr: f.src,
+            ext_port: f.dport,
+            rem_port: f.sport,
+            proto: f.proto,
+        };
+        let idx = match self.table.in_idx.get(&key) {
+            Some(&i) => i,
+            None => {
+                let m = self.admit_inbound(f)?;
+                let mk = self.table.mapping(m).key.key;
+                // The internal endpoint may already talk to this remote through another of
+                // its mappings (dependent mapping, or a forward added later): one session per
+                // (internal, remote) pair, so refuse the second path in.
+                let out = OutKey {
+                    int_addr: mk.int_addr,
+                    rem_addr: f.src,
+                    int_port: mk.int_port,
+                    rem_port: f.sport,
+                    proto: f.proto,
+                };
+                if self.table.out_idx.contains_key(&out) {
+                    return Err(DropReason::Filtered);
+                }
+                self.new_session(now, f, m, false, mk.int_addr, mk.int_port, f.src, f.sport)?
+            }
+        };
+        self.touch(now, idx, false, f.tcp_flags, len);
+        let s = self.table.session(idx);
+        Ok((s.int_addr, s.int_port))
+    }
+
+    /// The mapping a new outbound session uses: the forward of its internal endpoint, or the
+    /// mapping per the mapping behaviour (RFC 4787 section 4.1), created if needed.
+    fn mapping_for(&mut self, f: &Flow) -> Result<u32, DropReason> {
+        if !self.forwards.is_empty() && f.proto != Proto::Icmp {
+            let fk = Self::forward_key(f.proto, f.src.into(), f.sport);
+            if let Some(&m) = self.table.map_idx.get(&fk) {
+                return Ok(m);
+            }
+        }
+        let (kind, rem_addr, rem_port) = match self.cfg.behaviour.mapping {
+            MappingBehaviour::EndpointIndependent => (KIND_EIM, 0, 0),
+            MappingBehaviour::AddressDependent => (KIND_ADM, f.dst, 0),
+            MappingBehaviour::AddressAndPortDependent => (KIND_APDM, f.dst, f.dport),
+        };
+        let mk = MapKey {
+            key: OutKey {
+                int_addr: f.src,
+                rem_addr,
+                int_port: f.sport,
+                rem_port,
+                proto: f.proto,
+            },
+            kind,
+        };
+        if let Some(&m) = self.table.map_idx.get(&mk) {
+            return Ok(m);
+        }
+        if self.table.live >= self.max_sessions {
+            return Err(DropReason::TableFull);
+        }
+        let port = self
+            .alloc_port(f.proto, f.sport)
+            .ok_or(DropReason::PortsExhausted)?;
+        Ok(self.table.add_mapping(mk, port))
+    }
+
+    /// Whether an inbound packet without a session may open one, and through which mapping:
+    /// the forward on its port (with its remote-host restriction), or the dynamic mapping on
+    /// its port per the filtering behaviour (RFC 4787 section 5, REQ-8).
+    fn admit_inbound(&self, f: &Flow) -> Result<u32, DropReason> {
+        if f.proto == Proto::Icmp {
+            return Err(DropReason::NoMapping);
+        }
+        let m = self.table.owner(f.proto, f.dport);
+        if m == NONE {
+            return Err(DropReason::NoMapping);
+        }
+        if self.table.mapping(m).key.kind == KIND_FORWARD {
+            let protocol = if f.proto == Proto::Tcp {
+                Protocol::Tcp
+            } else {
+                Protocol::Udp
+            };
+            let allowed = self
+                .forwards
+                .get(&(protocol, f.dport))
+                .is_some_and(|e| e.fwd.remote_host.is_none_or(|h| u32::from(h) == f.src));
+            return if allowed {
+                Ok(m)
+            } else {
+                Err(DropReason::Filtered)
+            };
+        }
+        let allowed = match self.cfg.behaviour.filtering {
+            FilteringBehaviour::EndpointIndependent => true,
+            FilteringBehaviour::AddressDependent => self
+                .table
+                .mapping_sessions(m)
+                .any(|i| self.table.session(i).rem_addr == f.src),
+            // An exact (remote address, port) match would have found a session already.
+            FilteringBehaviour::AddressAndPortDependent => false,
+        };
+        if allowed {
+            Ok(m)
+        } else {
+            Err(DropReason::Filtered)
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new_session(
+        &mut self,
+        now: u64,
+        f: &Flow,
+        mapping: u32,
+        out: bool,
+        int_addr: u32,
+        int_port: u16,
+        rem_addr: u32,
+        rem_port: u16,
+    ) -> Result<u32, DropReason> {
+        if self.table.live >= self.max_sessions {
+            // A mapping created just now for this session must not linger without sessions.
+            let m = self.table.mapping(mapping);
+            if m.refs == 0 && m.key.kind != KIND_FORWARD {
+                self.table.remove_mapping(mapping);
+            }
+            return Err(DropReason::TableFull);
+        }
+        let tcp = if f.proto == Proto::Tcp {
+            tcp_next(0, f.tcp_flags, out)
+        } else {
+            0
+        };
+        let expires = now.saturating_add(self.timeout_ms(f.proto, tcp));
+        let idx = self.table.insert(Session {
+            int_addr,
+            rem_addr,
+            int_port,
+            rem_port,
+            ext_port: self.table.mapping(mapping).ext_port,
+            proto: f.proto as u8,
+            tcp,
+            mapping,
+            prev: NONE,
+            next: NONE,
+            expires,
+            queued: expires,
+            packets: 0,
+            bytes: 0,
+        });
+        self.counters.sessions_created += 1;
+        Ok(idx)
+    }
+
+    fn timeout_ms(&self, proto: Proto, tcp: u8) -> u64 {
+        let t = &self.cfg.behaviour.timeouts;
+        ms(match proto {
+            Proto::Udp => t.udp,
+            Proto::Icmp => t.icmp,
+            Proto::Tcp if tcp_established(tcp) => t.tcp_established,
+            Proto::Tcp => t.tcp_transitory,
+        })
+    }
+
+    /// Per-packet session update: counters, TCP state, idle timer (refreshed in both
+    /// directions; RFC 4787 REQ-6 requires at least outbound refresh).
+    #[inline]
+    fn touch(&mut self, now: u64, idx: u32, out: bool, flags: u8, len: u64) {
+        let s = self.table.session_mut(idx);
+        s.packets += 1;
+        s.bytes += len;
+        let proto = s.proto();
+        if proto == Proto::Tcp {
+            s.tcp = tcp_next(s.tcp, flags, out);
+        }
+        let tcp = s.tcp;
+        let expires = now.saturating_add(self.timeout_ms(proto, tcp));
+        self.table.set_expiry(idx, expires);
+    }
+
+    /// A free external port per the allocation behaviour, in the configured range.
+    fn alloc_port(&mut self, proto: Proto, want: u16) -> Option<u16> {
+        let lo = (*self.cfg.port_range.start()).max(1);
+        let hi = *self.cfg.port_range.end();
+        if lo > hi {
+            return None;
+        }
+        let range = lo..=hi;
+        let free = |t: &Table, p: u16| t.owner(proto, p) == NONE;
+        let cursor = self.cursor.get(proto as usize).copied().unwrap_or(lo);
+        let start = match self.cfg.behaviour.port_allocation {
+            // RFC 4787 REQ-3 (port preservation is a MAY; it must not override REQ-1).
+            PortAllocation::Preserve if range.contains(&want) && free(&self.table, want) => {
+                return Some(want);
+            }
+            PortAllocation::Preserve | PortAllocation::Sequential => cursor,
+            PortAllocation::Random => {
+                for _ in 0..16 {
+                    let p = self.rng.random_range(lo..=hi);
+                    if free(&self.table, p) {
+                        return Some(p);
+                    }
+                }
+                self.rng.random_range(lo..=hi)
+            }
+        };
+        let start = if range.contains(&start) { start } else { lo };
+        let span = u32::from(hi - lo) + 1;
+        let off = u32::from(start - lo);
+        for i in 0..span {
+            let p = lo + ((off + i) % span) as u16;
+            if free(&self.table, p) {
+                if let Some(c) = self.cursor.get_mut(proto as usize) {
+                    *c = if p == hi { lo } else { p + 1 };
+                }
+                return Some(p);
+            }
+        }
+        None
+    }
+
+    /// Fragments (RFC 791): see [`frag`].
+    fn process_fragment(
+        &mut self,
+        now: u64,
+        pkt: &mut [u8],
+        ip: &Ipv4Header,
+        dir: Dir,
+    ) -> Result<Verdict, DropReason> {
+        let key = FragKey {
+            src: ip.src,
+            dst: ip.dst,
+            ident: ip.ident,
+            proto: ip.proto,
+        };
+        let (off, len, more) = (ip.frag_offset(), ip.payload_len(), ip.more_fragments());
+        let deadline = now.saturating_add(ms(FRAGMENT_TIMEOUT));
+        if off == 0 {
+            let res = self.translate(now, pkt, ip, dir);
+            let state = match res {
+                Ok(()) => FragState::Translated {
+                    src: rd32(pkt, field::SRC),
+                    dst: rd32(pkt, field::DST),
+                    dir,
+                },
+                Err(r) => FragState::Dropped(r),
+            };
+            if let Some(e) = self.frags.entry(key, deadline) {
+                e.state = state;
+                let held = std::mem::take(&mut e.held);
+                let mut done = e.note(off, len, more);
+                self.frags.held_bytes -= held.iter().map(Vec::len).sum::<usize>();
+                for mut h in held {
+                    done |= self.release(&key, &mut h, state);
+                    match state {
+                        FragState::Dropped(r) => self.counters.drop(r, 1),
+                        _ => self.tx.push_back(h),
+                    }
+                }
+                if done {
+                    self.frags.remove(&key);
+                }
+            }
+            return res.map(|()| Verdict::Forward);
+        }
+        let held_bytes = self.frags.held_bytes;
+        let Some(e) = self.frags.entry(key, deadline) else {
+            return Err(DropReason::FragmentBufferFull);
+        };
+        match e.state {
+            FragState::Pending => {
+                if e.held.len() >= frag::MAX_HELD_PER_DATAGRAM
+                    || held_bytes + pkt.len() > frag::MAX_HELD_BYTES
+                {
+                    return Err(DropReason::FragmentBufferFull);
+                }
+                e.held.push(pkt.to_vec());
+                self.frags.held_bytes += pkt.len();
+                self.counters.fragments_held += 1;
+                Ok(Verdict::Held)
+            }
+            state => {
+                if self.release(&key, pkt, state) {
+                    self.frags.remove(&key);
+                }
+                match state {
+                    FragState::Dropped(r) => Err(r),
+                    _ => Ok(Verdict::Forward),
+                }
+            }
+        }
+    }
+
+    /// Rewrites a non-first fragment of a translated datagram and counts it; true when the
+    /// datagram is complete (all its payload bytes passed or dropped).
+    fn release(&mut self, key: &FragKey, pkt: &mut [u8], state: FragState) -> bool {
+        let (off, len, more) = match Ipv4Header::parse(pkt) {
+            Ok(h) => (h.frag_offset(), h.payload_len(), h.more_fragments()),
+            Err(_) => (0, 0, true),
+        };
+        let done = self
+            .frags
+            .map
+            .get_mut(key)
+            .is_some_and(|e| e.note(off, len, more));
+        match state {
+            FragState::Translated { src, dst, dir } => {
+                let rw = Rewrite {
+                    src: Some(src),
+                    dst: Some(dst),
+                    ttl_inc: self.cfg.ttl_compensation,
+                    ..Rewrite::default()
+                };
+                rewrite(pkt, &rw);
+                let n = pkt.len() as u64;
+                match dir {
+                    Dir::Out => {
+                        self.counters.packets_out += 1;
+                        self.counters.bytes_out += n;
+                    }
+                    Dir::In => {
+                        self.counters.packets_in += 1;
+                        self.counters.bytes_in += n;
+                    }
+                    Dir::Hairpin => self.counters.packets_hairpin += 1,
+                }
+            }
+            FragState::Dropped(_) | FragState::Pending => {}
+        }
+        done
+    }
+}

@@ -1,0 +1,200 @@
+//! Prometheus text exposition format (version 0.0.4) for `GET /metrics`.
+//!
+//! Format reference: prometheus.io/docs/instrumenting/exposition_formats. Counters end in
+//! `_total`; every family has HELP and TYPE lines; label values here are fixed ASCII names.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::nat::{Counters, DropReason};
+
+/// Counters kept by the IO shell itself (not the engine).
+#[derive(Debug, Default)]
+pub struct ShellStats {
+    /// Packets read from the TUN device.
+    pub tun_rx: AtomicU64,
+    /// Packets written to the TUN device.
+    pub tun_tx: AtomicU64,
+    /// Writes the kernel refused (the packet is lost).
+    pub tun_tx_errors: AtomicU64,
+    /// Packets that could not be written to a pcap file.
+    pub pcap_errors: AtomicU64,
+}
+
+/// A copy of [`ShellStats`] at one moment.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ShellSnapshot {
+    pub tun_rx: u64,
+    pub tun_tx: u64,
+    pub tun_tx_errors: u64,
+    pub pcap_errors: u64,
+}
+
+impl ShellStats {
+    /// Reads every counter (relaxed: they are independent statistics).
+    pub fn snapshot(&self) -> ShellSnapshot {
+        ShellSnapshot {
+            tun_rx: self.tun_rx.load(Ordering::Relaxed),
+            tun_tx: self.tun_tx.load(Ordering::Relaxed),
+            tun_tx_errors: self.tun_tx_errors.load(Ordering::Relaxed),
+            pcap_errors: self.pcap_errors.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Renders every metric.
+pub fn render(c: &Counters, sessions_active: usize, shell: &ShellSnapshot) -> String {
+    let mut o = String::with_capacity(2048);
+    family(
+        &mut o,
+        "router_packets_total",
+        "counter",
+        "Packets translated by the NAT, by direction (out: LAN to WAN, in: WAN to LAN, hairpin: LAN to LAN via the WAN address).",
+    );
+    for (dir, v) in [
+        ("out", c.packets_out),
+        ("in", c.packets_in),
+        ("hairpin", c.packets_hairpin),
+    ] {
+        let _ = writeln!(o, "router_packets_total{{direction=\"{dir}\"}} {v}");
+    }
+    family(
+        &mut o,
+        "router_bytes_total",
+        "counter",
+        "IP bytes translated by the NAT, by direction.",
+    );
+    for (dir, v) in [("out", c.bytes_out), ("in", c.bytes_in)] {
+        let _ = writeln!(o, "router_bytes_total{{direction=\"{dir}\"}} {v}");
+    }
+    family(
+        &mut o,
+        "router_sessions_active",
+        "gauge",
+        "Sessions (mappings with their remote endpoint) in the NAT table.",
+    );
+    let _ = writeln!(o, "router_sessions_active {sessions_active}");
+    family(
+        &mut o,
+        "router_sessions_created_total",
+        "counter",
+        "Sessions created since start.",
+    );
+    let _ = writeln!(o, "router_sessions_created_total {}", c.sessions_created);
+    family(
+        &mut o,
+        "router_sessions_expired_total",
+        "counter",
+        "Sessions removed by their idle timeout since start.",
+    );
+    let _ = writeln!(o, "router_sessions_expired_total {}", c.sessions_expired);
+    family(
+        &mut o,
+        "router_fragments_held_total",
+        "counter",
+        "IPv4 fragments held until their first fragment arrived.",
+    );
+    let _ = writeln!(o, "router_fragments_held_total {}", c.fragments_held);
+    family(
+        &mut o,
+        "router_drops_total",
+        "counter",
+        "Packets dropped by the NAT, by reason.",
+    );
+    for r in DropReason::ALL.iter().copied() {
+        let _ = writeln!(
+            o,
+            "router_drops_total{{reason=\"{}\"}} {}",
+            r.name(),
+            c.drop_count(r)
+        );
+    }
+    family(
+        &mut o,
+        "router_tun_packets_total",
+        "counter",
+        "Packets through the TUN device, by direction (rx: read from the kernel, tx: written back).",
+    );
+    let _ = writeln!(
+        o,
+        "router_tun_packets_total{{direction=\"rx\"}} {}",
+        shell.tun_rx
+    );
+    let _ = writeln!(
+        o,
+        "router_tun_packets_total{{direction=\"tx\"}} {}",
+        shell.tun_tx
+    );
+    family(
+        &mut o,
+        "router_tun_write_errors_total",
+        "counter",
+        "Packets the kernel refused when written to the TUN device.",
+    );
+    let _ = writeln!(o, "router_tun_write_errors_total {}", shell.tun_tx_errors);
+    family(
+        &mut o,
+        "router_pcap_errors_total",
+        "counter",
+        "Packets that could not be written to a capture file.",
+    );
+    let _ = writeln!(o, "router_pcap_errors_total {}", shell.pcap_errors);
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_has_help_and_type_and_samples_parse() {
+        let c = Counters {
+            packets_out: 3,
+            bytes_out: 300,
+            packets_in: 2,
+            bytes_in: 200,
+            packets_hairpin: 1,
+            sessions_created: 4,
+            ..Counters::default()
+        };
+        let text = render(&c, 5, &ShellSnapshot::default());
+        assert!(text.contains("router_packets_total{direction=\"out\"} 3\n"));
+        assert!(text.contains("router_packets_total{direction=\"hairpin\"} 1\n"));
+        assert!(text.contains("router_bytes_total{direction=\"in\"} 200\n"));
+        assert!(text.contains("router_sessions_active 5\n"));
+        assert!(text.contains("router_sessions_created_total 4\n"));
+        for r in DropReason::ALL {
+            assert!(
+                text.contains(&format!(
+                    "router_drops_total{{reason=\"{}\"}} 0\n",
+                    r.name()
+                )),
+                "{}",
+                r.name()
+            );
+        }
+        let mut declared = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let mut it = rest.split(' ');
+                declared.insert(it.next().unwrap().to_string());
+                assert!(matches!(it.next(), Some("counter" | "gauge")), "{line}");
+            } else if !line.starts_with("# HELP ") {
+                // name{labels} value
+                let (name, value) = line.rsplit_once(' ').unwrap();
+                let base = name.split('{').next().unwrap();
+                assert!(declared.contains(base), "{base} has no TYPE line");
+                value.parse::<u64>().unwrap();
+                assert!(
+                    base.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_'),
+                    "{base}"
+                );
+            }
+        }
+    }
+}
