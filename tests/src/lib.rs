@@ -237,6 +237,12 @@ impl Lab {
         out.trim().parse().unwrap_or_else(|_| panic!("router has no WAN address: {out:?}"))
     }
 
+    /// The pid of our router process (`--router ours`), as the lab recorded it.
+    pub fn router_pid(&self) -> Option<u32> {
+        let path = format!("/run/homenet-lab/{}/router.pid", self.prefix);
+        std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    }
+
     /// The lab's own `status` output.
     pub fn status(&self) -> String {
         let out = Command::new(lab_script()).args(["status", "--prefix", &self.prefix]).output().expect("lab status");

@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Small UDP tools for the lab tests (run inside a namespace with `lab exec`).
+
+  udp.py listen PORT SECONDS [--open HOST:PORT] [--out FILE]
+      Bind 0.0.0.0:PORT; optionally send b"open" to HOST:PORT first (creating the NAT mapping);
+      then print every datagram received during SECONDS as "PAYLOAD FROM_ADDR:FROM_PORT".
+  udp.py send SRC_ADDR SRC_PORT DST_ADDR DST_PORT PAYLOAD
+      Send one datagram from SRC_ADDR:SRC_PORT (0 = any port).
+  udp.py echo ADDR PORT
+      Echo server: answer every datagram with "PAYLOAD FROM_ADDR:FROM_PORT" (what it saw).
+  udp.py ask SRC_PORT DST_ADDR DST_PORT PAYLOAD
+      Send and print the reply (exit 1 after 2 s without one).
+"""
+import socket
+import sys
+import time
+
+
+def listen(port, seconds, opener=None, out=None):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port))
+    if opener:
+        host, p = opener.rsplit(":", 1)
+        s.sendto(b"open", (host, int(p)))
+    sink = open(out, "w", buffering=1) if out else sys.stdout
+    print("ready", file=sink, flush=True)
+    end = time.time() + seconds
+    while True:
+        left = end - time.time()
+        if left <= 0:
+            break
+        s.settimeout(left)
+        try:
+            data, (a, p) = s.recvfrom(2048)
+        except socket.timeout:
+            break
+        print(f"{data.decode(errors='replace')} {a}:{p}", file=sink, flush=True)
+
+
+def send(src, sport, dst, dport, payload):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((src, sport))
+    s.sendto(payload.encode(), (dst, dport))
+
+
+def echo(addr, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((addr, port))
+    while True:
+        data, (a, p) = s.recvfrom(65535)
+        s.sendto(data + f" {a}:{p}".encode(), (a, p))
+
+
+def ask(sport, dst, dport, payload):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", sport))
+    s.settimeout(2)
+    s.sendto(payload.encode(), (dst, dport))
+    try:
+        data, _ = s.recvfrom(65535)
+    except socket.timeout:
+        print("no reply", file=sys.stderr)
+        sys.exit(1)
+    print(data.decode(errors="replace"))
+
+
+def main(argv):
+    cmd = argv[1]
+    if cmd == "listen":
+        opener = out = None
+        rest = argv[4:]
+        while rest:
+            if rest[0] == "--open":
+                opener = rest[1]
+            elif rest[0] == "--out":
+                out = rest[1]
+            rest = rest[2:]
+        listen(int(argv[2]), float(argv[3]), opener, out)
+    elif cmd == "send":
+        send(argv[2], int(argv[3]), argv[4], int(argv[5]), argv[6])
+    elif cmd == "echo":
+        echo(argv[2], int(argv[3]))
+    elif cmd == "ask":
+        ask(int(argv[2]), argv[3], int(argv[4]), argv[5])
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
