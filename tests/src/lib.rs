@@ -16,7 +16,10 @@ use anyhow::{Context, Result, bail};
 
 /// The repository root (the workspace), where `netns-scripts/lab` lives.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests crate has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests crate has a parent")
+        .to_path_buf()
 }
 
 /// The lab script.
@@ -33,7 +36,9 @@ pub fn require_root() -> bool {
         return true;
     }
     if std::env::var("HOMENET_SKIP_ROOT_TESTS").as_deref() == Ok("1") {
-        eprintln!("SKIPPED: this test needs root (network namespaces); HOMENET_SKIP_ROOT_TESTS=1 is set");
+        eprintln!(
+            "SKIPPED: this test needs root (network namespaces); HOMENET_SKIP_ROOT_TESTS=1 is set"
+        );
         return false;
     }
     panic!(
@@ -73,7 +78,14 @@ pub struct LabOptions {
 
 impl LabOptions {
     pub fn new(router: RouterKind) -> Self {
-        LabOptions { router, cams: 1, addressing: None, wan: None, forwards: Vec::new(), extra: Vec::new() }
+        LabOptions {
+            router,
+            cams: 1,
+            addressing: None,
+            wan: None,
+            forwards: Vec::new(),
+            extra: Vec::new(),
+        }
     }
     pub fn cams(mut self, n: u32) -> Self {
         self.cams = n;
@@ -98,7 +110,11 @@ static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
 /// A unique lab prefix for this test process: `t` + pid + a counter (the lab allows 10 chars).
 pub fn unique_prefix() -> String {
     let n = NEXT_LAB.fetch_add(1, Ordering::Relaxed);
-    format!("t{}{}", std::process::id() % 1_000_000, char::from(b'a' + (n % 26) as u8))
+    format!(
+        "t{}{}",
+        std::process::id() % 1_000_000,
+        char::from(b'a' + (n % 26) as u8)
+    )
 }
 
 /// A running lab. Dropping it kills the processes started through [`Lab::spawn`] and runs
@@ -114,7 +130,10 @@ impl Lab {
     /// `lab up` with a fresh prefix. Stale test labs whose owning process has died are removed
     /// first (`lab gc`), so a killed test run does not leave namespaces for the next one.
     pub fn up(opts: &LabOptions) -> Result<Lab> {
-        let _ = Command::new(lab_script()).arg("gc").stdout(Stdio::null()).status();
+        let _ = Command::new(lab_script())
+            .arg("gc")
+            .stdout(Stdio::null())
+            .status();
         let prefix = unique_prefix();
         let mut cmd = Command::new(lab_script());
         cmd.args(["up", "--prefix", &prefix, "--router", opts.router.name()]);
@@ -132,7 +151,11 @@ impl Lab {
         cmd.env("LAB_OWNER_PID", std::process::id().to_string());
         let out = cmd.output().context("running netns-scripts/lab up")?;
         // From here on the lab exists (or was cleaned by the script on failure): own it.
-        let lab = Lab { prefix, router: opts.router, children: Mutex::new(Vec::new()) };
+        let lab = Lab {
+            prefix,
+            router: opts.router,
+            children: Mutex::new(Vec::new()),
+        };
         if !out.status.success() {
             bail!(
                 "lab up failed ({}):\n{}{}",
@@ -197,7 +220,10 @@ impl Lab {
             .spawn()
             .expect("ip netns exec spawns");
         let pid = child.id();
-        self.children.lock().unwrap_or_else(|e| e.into_inner()).push(child);
+        self.children
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(child);
         pid
     }
 
@@ -206,7 +232,16 @@ impl Lab {
     pub fn http_server(&self, node: &str, bind: &str, port: u16, dir: &str) {
         self.spawn(
             node,
-            &["python3", "-m", "http.server", &port.to_string(), "--bind", bind, "--directory", dir],
+            &[
+                "python3",
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                bind,
+                "--directory",
+                dir,
+            ],
         );
         self.wait_tcp(node, bind, port);
     }
@@ -227,14 +262,24 @@ impl Lab {
     /// The IPv4 address of a LAN node's eth0 (or the router's LAN address for `rtr`).
     pub fn addr(&self, node: &str) -> Ipv4Addr {
         let dev = if node == "rtr" { "lan0" } else { "eth0" };
-        let out = self.sh(node, &format!("ip -4 -o addr show dev {dev} | awk '{{print $4}}' | cut -d/ -f1"));
-        out.trim().parse().unwrap_or_else(|_| panic!("{node} has no IPv4 address: {out:?}"))
+        let out = self.sh(
+            node,
+            &format!("ip -4 -o addr show dev {dev} | awk '{{print $4}}' | cut -d/ -f1"),
+        );
+        out.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{node} has no IPv4 address: {out:?}"))
     }
 
     /// The router's WAN address.
     pub fn wan_addr(&self) -> Ipv4Addr {
-        let out = self.sh("rtr", "ip -4 -o addr show dev wan0 | awk '{print $4}' | cut -d/ -f1");
-        out.trim().parse().unwrap_or_else(|_| panic!("router has no WAN address: {out:?}"))
+        let out = self.sh(
+            "rtr",
+            "ip -4 -o addr show dev wan0 | awk '{print $4}' | cut -d/ -f1",
+        );
+        out.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("router has no WAN address: {out:?}"))
     }
 
     /// The pid of our router process (`--router ours`), as the lab recorded it.
@@ -245,13 +290,21 @@ impl Lab {
 
     /// The lab's own `status` output.
     pub fn status(&self) -> String {
-        let out = Command::new(lab_script()).args(["status", "--prefix", &self.prefix]).output().expect("lab status");
+        let out = Command::new(lab_script())
+            .args(["status", "--prefix", &self.prefix])
+            .output()
+            .expect("lab status");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Tear down now (also what Drop does).
     pub fn down(&self) {
-        for mut c in self.children.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        for mut c in self
+            .children
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -271,7 +324,10 @@ impl Drop for Lab {
 
 /// The namespaces that exist now whose name starts with `prefix-`.
 pub fn namespaces_with_prefix(prefix: &str) -> Vec<String> {
-    let out = Command::new("ip").args(["netns", "list"]).output().expect("ip netns list");
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split_whitespace().next())

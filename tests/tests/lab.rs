@@ -28,7 +28,10 @@ fn lan_host_downloads_from_terminal(router: RouterKind) {
     }
     let lab = Lab::up(&LabOptions::new(router).cams(1)).expect("lab up");
     let sum = serve_file_on_terminal(&lab, 512);
-    let got = lab.sh("cam1", &format!("curl -sS -m 10 http://{TERMINAL}:8000/blob | sha256sum | cut -d' ' -f1"));
+    let got = lab.sh(
+        "cam1",
+        &format!("curl -sS -m 10 http://{TERMINAL}:8000/blob | sha256sum | cut -d' ' -f1"),
+    );
     assert_eq!(got.trim(), sum, "the download through the NAT is intact");
     // The terminal saw the router's WAN address, not the LAN address (it was translated).
     let wan = lab.wan_addr().to_string();
@@ -36,9 +39,18 @@ fn lan_host_downloads_from_terminal(router: RouterKind) {
         "cam1",
         &format!("curl -sS -m 5 -o /dev/null -w '%{{local_ip}}' http://{TERMINAL}:8000/blob"),
     );
-    assert!(seen.starts_with("192.168.1."), "cam1 used its LAN address: {seen}");
-    let conns = lab.sh("inet", &format!("ss -tn state time-wait '( sport = :8000 )' | grep -c {wan} || true"));
-    assert!(conns.trim().parse::<u32>().unwrap_or(0) >= 1, "the terminal saw connections from {wan}");
+    assert!(
+        seen.starts_with("192.168.1."),
+        "cam1 used its LAN address: {seen}"
+    );
+    let conns = lab.sh(
+        "inet",
+        &format!("ss -tn state time-wait '( sport = :8000 )' | grep -c {wan} || true"),
+    );
+    assert!(
+        conns.trim().parse::<u32>().unwrap_or(0) >= 1,
+        "the terminal saw connections from {wan}"
+    );
     lab.sh("inet", &format!("rm -rf /tmp/{}-www", lab.prefix));
 }
 
@@ -57,10 +69,25 @@ fn kernel_terminal_reaches_cam1_through_static_forward() {
     if !require_root() {
         return;
     }
-    let lab = Lab::up(&LabOptions::new(RouterKind::Kernel).cams(2).forward("tcp:8080=cam1:8080")).expect("lab up");
+    let lab = Lab::up(
+        &LabOptions::new(RouterKind::Kernel)
+            .cams(2)
+            .forward("tcp:8080=cam1:8080"),
+    )
+    .expect("lab up");
     let cam1 = lab.addr("cam1").to_string();
-    lab.sh("cam1", "mkdir -p /tmp/cam1-www-$$ && echo 'hello from cam1' > /tmp/cam1-www-$$/index.html");
-    lab.spawn("cam1", &["bash", "-c", "cd $(ls -d /tmp/cam1-www-* | head -1) && exec python3 -m http.server 8080"]);
+    lab.sh(
+        "cam1",
+        "mkdir -p /tmp/cam1-www-$$ && echo 'hello from cam1' > /tmp/cam1-www-$$/index.html",
+    );
+    lab.spawn(
+        "cam1",
+        &[
+            "bash",
+            "-c",
+            "cd $(ls -d /tmp/cam1-www-* | head -1) && exec python3 -m http.server 8080",
+        ],
+    );
     lab.wait_tcp("cam1", &cam1, 8080);
     let wan = lab.wan_addr();
     let body = lab.sh("inet", &format!("curl -sS -m 5 http://{wan}:8080/"));
@@ -81,20 +108,46 @@ fn miniupnpd_terminal_reaches_cam1_through_upnpc_mapping() {
     }
     let lab = Lab::up(&LabOptions::new(RouterKind::Miniupnpd).cams(1)).expect("lab up");
     let cam1 = lab.addr("cam1").to_string();
-    lab.spawn("cam1", &["python3", "-m", "http.server", "8080", "--directory", "/etc/iproute2"]);
+    lab.spawn(
+        "cam1",
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            "8080",
+            "--directory",
+            "/etc/iproute2",
+        ],
+    );
     lab.wait_tcp("cam1", &cam1, 8080);
     let wan = lab.wan_addr();
     // Before the mapping, the internet cannot reach cam1.
-    let (ok, _) = lab.try_sh("inet", &format!("curl -sS -m 2 -o /dev/null http://{wan}:8080/"));
+    let (ok, _) = lab.try_sh(
+        "inet",
+        &format!("curl -sS -m 2 -o /dev/null http://{wan}:8080/"),
+    );
     assert!(!ok, "cam1 was reachable before any mapping");
-    let out = lab.sh("cam1", &format!("upnpc -e lab-test -a {cam1} 8080 8080 TCP"));
+    let out = lab.sh(
+        "cam1",
+        &format!("upnpc -e lab-test -a {cam1} 8080 8080 TCP"),
+    );
     assert!(out.contains("is redirected to internal"), "upnpc -a: {out}");
-    let code = lab.sh("inet", &format!("curl -sS -m 5 -o /dev/null -w '%{{http_code}}' http://{wan}:8080/"));
+    let code = lab.sh(
+        "inet",
+        &format!("curl -sS -m 5 -o /dev/null -w '%{{http_code}}' http://{wan}:8080/"),
+    );
     assert_eq!(code.trim(), "200");
-    assert!(lab.status().contains("8080->"), "lab status lists the mapping:\n{}", lab.status());
+    assert!(
+        lab.status().contains("8080->"),
+        "lab status lists the mapping:\n{}",
+        lab.status()
+    );
     // After deleting it, the port is closed again.
     lab.sh("cam1", "upnpc -d 8080 TCP");
-    let (ok, _) = lab.try_sh("inet", &format!("curl -sS -m 2 -o /dev/null http://{wan}:8080/"));
+    let (ok, _) = lab.try_sh(
+        "inet",
+        &format!("curl -sS -m 2 -o /dev/null http://{wan}:8080/"),
+    );
     assert!(!ok, "cam1 was reachable after the mapping was deleted");
 }
 
@@ -107,13 +160,26 @@ fn two_labs_coexist_and_down_removes_only_its_own() {
     let b = Lab::up(&LabOptions::new(RouterKind::Kernel).cams(1)).expect("lab b");
     for lab in [&a, &b] {
         lab.http_server("inet", TERMINAL, 8000, "/etc/iproute2");
-        let code = lab.sh("cam1", &format!("curl -sS -m 5 -o /dev/null -w '%{{http_code}}' http://{TERMINAL}:8000/"));
+        let code = lab.sh(
+            "cam1",
+            &format!("curl -sS -m 5 -o /dev/null -w '%{{http_code}}' http://{TERMINAL}:8000/"),
+        );
         assert_eq!(code.trim(), "200", "lab {} carries traffic", lab.prefix);
     }
     a.down();
-    assert!(namespaces_with_prefix(&a.prefix).is_empty(), "lab a is gone");
-    assert_eq!(namespaces_with_prefix(&b.prefix).len(), 5, "lab b is intact: inet rtr lan cam1 viewer");
-    let code = b.sh("cam1", &format!("curl -sS -m 5 -o /dev/null -w '%{{http_code}}' http://{TERMINAL}:8000/"));
+    assert!(
+        namespaces_with_prefix(&a.prefix).is_empty(),
+        "lab a is gone"
+    );
+    assert_eq!(
+        namespaces_with_prefix(&b.prefix).len(),
+        5,
+        "lab b is intact: inet rtr lan cam1 viewer"
+    );
+    let code = b.sh(
+        "cam1",
+        &format!("curl -sS -m 5 -o /dev/null -w '%{{http_code}}' http://{TERMINAL}:8000/"),
+    );
     assert_eq!(code.trim(), "200", "lab b still works after a is down");
 }
 
@@ -124,17 +190,41 @@ fn up_refuses_an_existing_prefix_and_force_replaces_it() {
     }
     let lab = Lab::up(&LabOptions::new(RouterKind::Kernel).cams(0)).expect("lab up");
     let out = Command::new(lab_script())
-        .args(["up", "--prefix", &lab.prefix, "--router", "kernel", "--cams", "0"])
+        .args([
+            "up",
+            "--prefix",
+            &lab.prefix,
+            "--router",
+            "kernel",
+            "--cams",
+            "0",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("exists") && err.contains("--force"), "clear message: {err}");
+    assert!(
+        err.contains("exists") && err.contains("--force"),
+        "clear message: {err}"
+    );
     let out = Command::new(lab_script())
-        .args(["up", "--prefix", &lab.prefix, "--router", "kernel", "--cams", "2", "--force"])
+        .args([
+            "up",
+            "--prefix",
+            &lab.prefix,
+            "--router",
+            "kernel",
+            "--cams",
+            "2",
+            "--force",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(namespaces_with_prefix(&lab.prefix).contains(&lab.ns("cam2")));
 }
 
@@ -145,22 +235,46 @@ fn down_leaves_namespaces_it_did_not_create_alone() {
     }
     let prefix = tests::unique_prefix();
     let foreign = format!("{prefix}-inet");
-    assert!(Command::new("ip").args(["netns", "add", &foreign]).status().unwrap().success());
-    let down = Command::new(lab_script()).args(["down", "--prefix", &prefix]).output().unwrap();
-    let up = Command::new(lab_script()).args(["up", "--prefix", &prefix, "--router", "kernel", "--force"]).output().unwrap();
+    assert!(
+        Command::new("ip")
+            .args(["netns", "add", &foreign])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let down = Command::new(lab_script())
+        .args(["down", "--prefix", &prefix])
+        .output()
+        .unwrap();
+    let up = Command::new(lab_script())
+        .args(["up", "--prefix", &prefix, "--router", "kernel", "--force"])
+        .output()
+        .unwrap();
     let still_there = namespaces_with_prefix(&prefix).contains(&foreign);
     let _ = Command::new("ip").args(["netns", "del", &foreign]).status();
-    assert!(!down.status.success(), "down refuses a lab it has no record of");
-    assert!(!up.status.success(), "up --force refuses to remove a namespace it did not create");
+    assert!(
+        !down.status.success(),
+        "down refuses a lab it has no record of"
+    );
+    assert!(
+        !up.status.success(),
+        "up --force refuses to remove a namespace it did not create"
+    );
     assert!(still_there, "the foreign namespace was not removed");
 }
 
 #[test]
 fn bad_options_are_named_with_the_fix() {
     for (args, needle) in [
-        (vec!["up", "--router", "cisco"], "choose ours, kernel or miniupnpd"),
+        (
+            vec!["up", "--router", "cisco"],
+            "choose ours, kernel or miniupnpd",
+        ),
         (vec!["up", "--cams", "many"], "choose a number from 0 to 50"),
-        (vec!["up", "--wan", "203.0.113.0/24"], "expected an IPv4 host address"),
+        (
+            vec!["up", "--wan", "203.0.113.0/24"],
+            "expected an IPv4 host address",
+        ),
         (vec!["up", "--prefix", "Bad_Prefix"], "lowercase letters"),
         (vec!["up", "--forward", "tcp:80"], "PROTO:EXTPORT=NODE"),
         (vec!["exec", "kitchen", "--", "true"], "not a lab node"),
@@ -168,14 +282,19 @@ fn bad_options_are_named_with_the_fix() {
         let out = Command::new(lab_script()).args(&args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} must fail");
-        assert!(err.contains(needle), "{args:?}: expected {needle:?} in {err:?}");
+        assert!(
+            err.contains(needle),
+            "{args:?}: expected {needle:?} in {err:?}"
+        );
     }
 }
 
 /// Run by `a_panicking_test_leaves_no_namespace`: creates a lab, writes its prefix, panics.
 #[test]
 fn panicking_child() {
-    let Ok(path) = std::env::var("LAB_PANIC_CHILD_OUT") else { return };
+    let Ok(path) = std::env::var("LAB_PANIC_CHILD_OUT") else {
+        return;
+    };
     let lab = Lab::up(&LabOptions::new(RouterKind::Kernel).cams(1)).expect("lab up");
     std::fs::write(path, &lab.prefix).unwrap();
     panic!("deliberate panic with lab {} up", lab.prefix);
@@ -188,7 +307,13 @@ fn a_panicking_test_leaves_no_namespace() {
     }
     let out_file = std::env::temp_dir().join(format!("lab-panic-{}", std::process::id()));
     let status = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "panicking_child", "--nocapture", "--test-threads", "1"])
+        .args([
+            "--exact",
+            "panicking_child",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env("LAB_PANIC_CHILD_OUT", &out_file)
         .output()
         .unwrap();
