@@ -327,3 +327,56 @@ fn a_panicking_test_leaves_no_namespace() {
         namespaces_with_prefix(&prefix)
     );
 }
+
+#[test]
+fn wan_delay_and_loss_are_emulated() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::up(
+        &LabOptions::new(RouterKind::Kernel)
+            .cams(1)
+            .arg("--delay")
+            .arg("20")
+            .arg("--loss")
+            .arg("20"),
+    )
+    .expect("lab up");
+    let out = lab.sh(
+        "cam1",
+        &format!("ping -q -c 60 -i 0.05 -W 1 {TERMINAL} || true"),
+    );
+    let loss: f64 = out
+        .split(',')
+        .find(|p| p.contains("packet loss"))
+        .and_then(|p| p.trim().split('%').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no loss figure in {out}"));
+    // 20 % each way: about 36 % of round trips fail; allow wide statistical room.
+    assert!(
+        (10.0..=70.0).contains(&loss),
+        "round-trip loss {loss}% with 20% per direction:\n{out}"
+    );
+    let min_rtt: f64 = out
+        .split("= ")
+        .nth(1)
+        .and_then(|v| v.split('/').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no rtt in {out}"));
+    assert!(
+        min_rtt >= 39.0,
+        "20 ms each way gives an RTT of at least 40 ms, got {min_rtt}"
+    );
+    assert!(
+        lab.status().contains("wan link: delay 20ms loss 20%"),
+        "{}",
+        lab.status()
+    );
+    // TCP still gets through a lossy, slow link.
+    lab.http_server("inet", TERMINAL, 8000, "/etc/iproute2");
+    let code = lab.sh(
+        "cam1",
+        &format!("curl -sS -m 30 -o /dev/null -w '%{{http_code}}' http://{TERMINAL}:8000/"),
+    );
+    assert_eq!(code.trim(), "200");
+}
