@@ -67,6 +67,16 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// The address the web server binds.
     pub listen: Ipv4Addr,
+    /// The port the web server listens on; 0 = the representative port with
+    /// `internal_port_mode = "same-as-external"` (Fig. 8a), the common internal port with "common"
+    /// (Fig. 8b). Port management adds a listener on the mapped port when it differs.
+    pub web_port: u16,
+    /// MJPEG streams served at once; more get 503.
+    pub max_streams: usize,
+    /// Threads per JPEG encode: 1, or more to encode large pictures in strips in parallel
+    /// (lower latency on an idle multi-core machine; no gain when the cores are busy); 0 = one
+    /// per core, at most 4.
+    pub encode_threads: usize,
 }
 
 impl Default for Config {
@@ -89,6 +99,9 @@ impl Default for Config {
             password: String::new(),
             state_dir: PathBuf::from("/var/lib/camnode"),
             listen: Ipv4Addr::UNSPECIFIED,
+            web_port: 0,
+            max_streams: 200,
+            encode_threads: 1,
         }
     }
 }
@@ -160,17 +173,34 @@ pub struct Args {
     /// Address the web server binds [default: 0.0.0.0].
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<Ipv4Addr>,
+    /// Port the web server listens on [default: 0 = the representative port (Fig. 8a) or the
+    /// common internal port (Fig. 8b)].
+    #[arg(long, value_name = "PORT")]
+    pub web_port: Option<u16>,
+    /// MJPEG streams served at once; more get 503 [default: 200].
+    #[arg(long, value_name = "N")]
+    pub max_streams: Option<usize>,
+    /// Threads per JPEG encode; 0 = one per core, at most 4 [default: 1].
+    #[arg(long, value_name = "N")]
+    pub encode_threads: Option<usize>,
 }
 
 /// A configuration error, naming the field and the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config field \"{field}\": {problem}; {fix}")]
-    Invalid { field: &'static str, problem: String, fix: &'static str },
+    Invalid {
+        field: &'static str,
+        problem: String,
+        fix: &'static str,
+    },
 }
 
 impl Config {
@@ -178,9 +208,14 @@ impl Config {
     pub fn from_args(args: &Args) -> Result<Config, ConfigError> {
         let mut cfg = match &args.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
-                Config::from_toml(&text).map_err(|message| ConfigError::Parse { path: path.clone(), message })?
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                Config::from_toml(&text).map_err(|message| ConfigError::Parse {
+                    path: path.clone(),
+                    message,
+                })?
             }
             None => Config::default(),
         };
@@ -204,7 +239,10 @@ impl Config {
             domain,
             password,
             state_dir,
-            listen
+            listen,
+            web_port,
+            max_streams,
+            encode_threads
         );
         cfg.validate()?;
         Ok(cfg)
@@ -215,11 +253,30 @@ impl Config {
         toml::from_str(text).map_err(|e| e.to_string())
     }
 
+    /// The port the web server listens on (`web_port`, or its automatic choice).
+    pub fn effective_web_port(&self) -> u16 {
+        match (self.web_port, self.internal_port_mode) {
+            (0, InternalPortMode::SameAsExternal) => self.representative_port,
+            (0, InternalPortMode::Common) => self.common_internal_port,
+            (port, _) => port,
+        }
+    }
+
     /// Check values that types cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |field, problem: String, fix| Err(ConfigError::Invalid { field, problem, fix });
+        let invalid = |field, problem: String, fix| {
+            Err(ConfigError::Invalid {
+                field,
+                problem,
+                fix,
+            })
+        };
         if self.representative_port == 0 {
-            return invalid("representative_port", "port 0 is not a port".into(), "use e.g. 8080");
+            return invalid(
+                "representative_port",
+                "port 0 is not a port".into(),
+                "use e.g. 8080",
+            );
         }
         if self.first_other_port == 0 || self.first_other_port == self.representative_port {
             return invalid(
@@ -229,22 +286,60 @@ impl Config {
             );
         }
         if self.internal_port_mode == InternalPortMode::Common && self.common_internal_port == 0 {
-            return invalid("common_internal_port", "port 0 is not a port".into(), "use e.g. 80");
+            return invalid(
+                "common_internal_port",
+                "port 0 is not a port".into(),
+                "use e.g. 80",
+            );
         }
         if !(8..=8192).contains(&self.width) || self.width % 8 != 0 {
-            return invalid("width", format!("{} pixels", self.width), "use a multiple of 8 from 8 to 8192, e.g. 640");
+            return invalid(
+                "width",
+                format!("{} pixels", self.width),
+                "use a multiple of 8 from 8 to 8192, e.g. 640",
+            );
         }
         if !(8..=8192).contains(&self.height) || self.height % 8 != 0 {
-            return invalid("height", format!("{} pixels", self.height), "use a multiple of 8 from 8 to 8192, e.g. 480");
+            return invalid(
+                "height",
+                format!("{} pixels", self.height),
+                "use a multiple of 8 from 8 to 8192, e.g. 480",
+            );
         }
         if !(1..=60).contains(&self.fps) {
-            return invalid("fps", format!("{} frames per second", self.fps), "use 1 to 60, e.g. 10");
+            return invalid(
+                "fps",
+                format!("{} frames per second", self.fps),
+                "use 1 to 60, e.g. 10",
+            );
         }
         if !(1..=100).contains(&self.quality) {
-            return invalid("quality", format!("{}", self.quality), "use 1 to 100, e.g. 80");
+            return invalid(
+                "quality",
+                format!("{}", self.quality),
+                "use 1 to 100, e.g. 80",
+            );
+        }
+        if !(1..=10_000).contains(&self.max_streams) {
+            return invalid(
+                "max_streams",
+                format!("{}", self.max_streams),
+                "use 1 to 10000, e.g. 200",
+            );
+        }
+        if self.encode_threads > 16 {
+            return invalid(
+                "encode_threads",
+                format!("{}", self.encode_threads),
+                "use 0 (one per core) to 16, e.g. 1",
+            );
         }
         if self.name.chars().count() > 64 || self.name.chars().any(char::is_control) {
-            return invalid("name", format!("{:?}", self.name), "use at most 64 printable characters");
+            return invalid(
+                "name",
+                format!("{:?}", self.name),
+                "use at most 64 printable characters",
+            );
         }
         Ok(())
     }
@@ -261,7 +356,10 @@ mod tests {
     #[test]
     fn defaults_follow_design_md() {
         let c = Config::from_args(&args(&[])).unwrap();
-        assert_eq!((c.representative_port, c.first_other_port, c.lease_seconds), (8080, 8081, 3600));
+        assert_eq!(
+            (c.representative_port, c.first_other_port, c.lease_seconds),
+            (8080, 8081, 3600)
+        );
         assert_eq!(c.internal_port_mode, InternalPortMode::SameAsExternal);
         assert_eq!(c.source, SourceKind::Auto);
     }
@@ -271,12 +369,43 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("camnode-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("c.toml");
-        std::fs::write(&file, "name = \"porch\"\nfps = 5\ninternal_port_mode = \"common\"\n").unwrap();
-        let c = Config::from_args(&args(&["--config", file.to_str().unwrap(), "--fps", "12"])).unwrap();
+        std::fs::write(
+            &file,
+            "name = \"porch\"\nfps = 5\ninternal_port_mode = \"common\"\n",
+        )
+        .unwrap();
+        let c =
+            Config::from_args(&args(&["--config", file.to_str().unwrap(), "--fps", "12"])).unwrap();
         assert_eq!(c.name, "porch");
         assert_eq!(c.fps, 12);
         assert_eq!(c.internal_port_mode, InternalPortMode::Common);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn web_port_follows_the_port_mode() {
+        assert_eq!(
+            Config::from_args(&args(&[])).unwrap().effective_web_port(),
+            8080
+        );
+        let c = Config::from_args(&args(&[
+            "--internal-port-mode",
+            "common",
+            "--common-internal-port",
+            "8000",
+        ]))
+        .unwrap();
+        assert_eq!(c.effective_web_port(), 8000);
+        assert_eq!(
+            Config::from_args(&args(&["--web-port", "9000"]))
+                .unwrap()
+                .effective_web_port(),
+            9000
+        );
+        let err = Config::from_args(&args(&["--max-streams", "0"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"max_streams\""), "{err}");
     }
 
     #[test]
@@ -287,11 +416,23 @@ mod tests {
 
     #[test]
     fn invalid_values_name_field_and_fix() {
-        let err = Config::from_args(&args(&["--quality", "0"])).unwrap_err().to_string();
-        assert!(err.contains("\"quality\"") && err.contains("use 1 to 100"), "{err}");
-        let err = Config::from_args(&args(&["--width", "641"])).unwrap_err().to_string();
-        assert!(err.contains("\"width\"") && err.contains("multiple of 8"), "{err}");
-        let err = Config::from_args(&args(&["--first-other-port", "8080"])).unwrap_err().to_string();
+        let err = Config::from_args(&args(&["--quality", "0"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"quality\"") && err.contains("use 1 to 100"),
+            "{err}"
+        );
+        let err = Config::from_args(&args(&["--width", "641"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"width\"") && err.contains("multiple of 8"),
+            "{err}"
+        );
+        let err = Config::from_args(&args(&["--first-other-port", "8080"]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("\"first_other_port\""), "{err}");
     }
 }

@@ -3,13 +3,17 @@
 //!
 //! Modules:
 //! - [`config`]: defaults, TOML file, flags.
-//! - [`camera`]: picture sources (webcam through nokhwa, synthetic) and JPEG encoding.
-//! - [`web`]: hyper service: the node's page, snapshot, MJPEG, status JSON, PTZ, rename.
+//! - [`camera`]: picture sources (webcam through nokhwa behind the `webcam` feature, synthetic),
+//!   the frame hub (encode once, only while someone watches, share with every viewer) and JPEG.
+//! - [`web`]: hyper service over any byte stream: the node's page, snapshot, MJPEG, status JSON,
+//!   PTZ, rename; links and permissions depend on whether the viewer is on the LAN.
 //! - [`portmgmt`]: the IGD client and the representative's table collection.
+//! - [`identity`]: the node id and its name, kept across restarts.
 //! - [`directory`]: the camera set as this node sees it, written by `portmgmt`, read by `web`.
 
 pub mod camera;
 pub mod config;
 pub mod directory;
+pub mod identity;
 pub mod portmgmt;
 pub mod web;

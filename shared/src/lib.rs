@@ -14,12 +14,14 @@
 //! - [`gena`]: eventing (UDA 1.1 §4): SUBSCRIBE / UNSUBSCRIBE / NOTIFY.
 //! - [`natpmp`]: NAT-PMP (RFC 6886) and PCP (RFC 6887) MAP / ANNOUNCE.
 //! - [`url`]: http URLs split and resolved (controlURL against URLBase / LOCATION).
+//! - [`lanproto`]: the camera nodes' LAN protocol (own-port notice, ...), versioned binary.
 //! - [`head`]: the tolerant HTTP-style head parser SSDP and GENA share.
 
 pub mod description;
 pub mod gena;
 pub mod head;
 pub mod igd;
+pub mod lanproto;
 pub mod natpmp;
 pub mod soap;
 pub mod ssdp;
