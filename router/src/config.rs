@@ -199,6 +199,8 @@ pub struct FileConfig {
     pub routing: RoutingSection,
     #[serde(default, rename = "forward")]
     pub forwards: Vec<ForwardEntry>,
+    #[serde(default)]
+    pub upnp: crate::upnp::UpnpSection,
 }
 
 /// `[nat]`: the behaviour. Enum values are strings so that a bad value names its field.
@@ -377,6 +379,8 @@ pub struct Config {
     pub seed: Option<u64>,
     pub log_level: Option<String>,
     pub cleanup_stale: bool,
+    /// `[upnp]`: the IGD / NAT-PMP / PCP service (validated).
+    pub upnp: crate::upnp::UpnpSection,
 }
 
 impl Config {
@@ -505,6 +509,9 @@ impl Config {
         check_iface_name("tun", &tun_name)?;
 
         let routing = file.routing.validate(args.table)?;
+        file.upnp
+            .validate()
+            .map_err(|(field, problem, fix)| field_err(&format!("upnp.{field}"), problem, fix))?;
 
         Ok(Config {
             wan_iface,
@@ -523,6 +530,7 @@ impl Config {
             seed: args.seed.or(file.seed),
             log_level: args.log_level.clone().or(file.log_level),
             cleanup_stale: args.cleanup_stale,
+            upnp: file.upnp,
         })
     }
 }

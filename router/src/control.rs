@@ -69,6 +69,9 @@ pub struct ControlState {
     /// The preset last asked for, so that `port-restricted` is reported as such and not as
     /// `home`, which sets the same behaviour.
     pub chosen_preset: Mutex<Option<Preset>>,
+    /// The UPnP IGD / NAT-PMP / PCP service, when it runs: its mappings and counters show in
+    /// the status, and a WAN change made here reaches its subscribers.
+    pub upnp: Option<crate::upnp::UpnpHandle>,
 }
 
 impl ControlState {
@@ -331,10 +334,15 @@ async fn set_wan(state: &ControlState, body: &Bytes) -> Resp {
     }
     let wan = state.wan.clone();
     match tokio::task::spawn_blocking(move || wan.set_wan(addr, len)).await {
-        Ok(Ok(())) => json_resp(
-            StatusCode::OK,
-            &json!({ "wan_addr": format!("{addr}/{len}") }),
-        ),
+        Ok(Ok(())) => {
+            if let Some(u) = &state.upnp {
+                u.wan_changed();
+            }
+            json_resp(
+                StatusCode::OK,
+                &json!({ "wan_addr": format!("{addr}/{len}") }),
+            )
+        }
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
@@ -441,6 +449,11 @@ fn forward_json(f: &Forward, now: Instant) -> Value {
 }
 
 fn status_json(state: &ControlState) -> Value {
+    // Before the NAT lock: the service locks its table, then the NAT.
+    let upnp = state
+        .upnp
+        .as_ref()
+        .map(|u| json!({ "stats": u.stats(), "mappings": u.mappings() }));
     let now = Instant::now();
     let info = &state.info;
     let nat = lock(&state.nat);
@@ -481,6 +494,7 @@ fn status_json(state: &ControlState) -> Value {
         },
         "sessions": nat.session_count(),
         "forwards": forwards,
+        "upnp": upnp,
     })
 }
 
@@ -518,6 +532,7 @@ mod tests {
         let wan = FakeWan::default();
         *wan.nat.lock().unwrap() = Some(nat.clone());
         ControlState {
+            upnp: None,
             nat,
             wan: Arc::new(wan),
             shell: Arc::new(ShellStats::default()),

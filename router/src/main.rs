@@ -20,6 +20,7 @@ use router::device::tun::Tun;
 use router::metrics::ShellStats;
 use router::nat::{Nat, NatConfig};
 use router::routing::{self, Recipe, RecipeParams};
+use router::upnp::{SystemClock, UpnpService};
 use router::wan::SystemWan;
 
 fn main() -> ExitCode {
@@ -196,6 +197,20 @@ async fn run(config: Config, hint: String) -> Result<()> {
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} for the control API (--listen)"))?;
+    // The IGD / NAT-PMP / PCP service binds its LAN sockets and puts the saved mappings back
+    // into the engine now, so its errors also come before the namespace changes.
+    let upnp = if config.upnp.enabled() {
+        let svc = UpnpService::bind(
+            config.upnp.to_config(lan_ip, lan_len),
+            nat.clone(),
+            Arc::new(SystemClock),
+        )
+        .await
+        .context("UPnP IGD / NAT-PMP service ([upnp] in the config file)")?;
+        Some(svc)
+    } else {
+        None
+    };
     let mut capture = Capture::open(
         config.pcap_lan.as_deref(),
         config.pcap_wan.as_deref(),
@@ -258,11 +273,18 @@ async fn run(config: Config, hint: String) -> Result<()> {
             started: Instant::now(),
         },
         chosen_preset: Mutex::new(Some(config.preset)),
+        upnp: upnp.as_ref().map(UpnpService::handle),
     });
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(control::serve(listener, state, async move {
         let _ = stop_rx.changed().await;
     }));
+    let upnp_task = upnp.map(|svc| {
+        let mut rx = stop_tx.subscribe();
+        tokio::spawn(svc.run(async move {
+            let _ = rx.changed().await;
+        }))
+    });
     let watcher = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -293,6 +315,10 @@ async fn run(config: Config, hint: String) -> Result<()> {
         .map_err(|e| anyhow!("joining the dataplane: {e}"))?;
     watcher.abort();
     let _ = stop_tx.send(true);
+    if let Some(t) = upnp_task {
+        // SSDP byebye and the last save of the mapping table.
+        let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
+    }
     let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
     recipe
         .lock()

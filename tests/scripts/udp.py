@@ -1,22 +1,24 @@
 #!/usr/bin/env python3
 """Small UDP tools for the lab tests (run inside a namespace with `lab exec`).
 
-  udp.py listen PORT SECONDS [--open HOST:PORT] [--out FILE]
+  udp.py listen PORT SECONDS [--open HOST:PORT] [--out FILE] [--until PAYLOAD]
       Bind 0.0.0.0:PORT; optionally send b"open" to HOST:PORT first (creating the NAT mapping);
-      then print every datagram received during SECONDS as "PAYLOAD FROM_ADDR:FROM_PORT".
-  udp.py send SRC_ADDR SRC_PORT DST_ADDR DST_PORT PAYLOAD
-      Send one datagram from SRC_ADDR:SRC_PORT (0 = any port).
+      then print every datagram received as "PAYLOAD FROM_ADDR:FROM_PORT", for SECONDS at most,
+      or until PAYLOAD arrives.
+  udp.py send SRC_ADDR SRC_PORT DST_ADDR DST_PORT PAYLOAD [SRC_ADDR SRC_PORT PAYLOAD]...
+      Send datagrams in order (50 ms apart), each from its SRC_ADDR:SRC_PORT (0 = any port).
   udp.py echo ADDR PORT
       Echo server: answer every datagram with "PAYLOAD FROM_ADDR:FROM_PORT" (what it saw).
   udp.py ask SRC_PORT DST_ADDR DST_PORT PAYLOAD
-      Send and print the reply (exit 1 after 2 s without one).
+      Send and print the reply; resend every 0.5 s (the server may still be starting); exit 1
+      after 10 s without one.
 """
 import socket
 import sys
 import time
 
 
-def listen(port, seconds, opener=None, out=None):
+def listen(port, seconds, opener=None, out=None, until=None):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("0.0.0.0", port))
@@ -35,14 +37,21 @@ def listen(port, seconds, opener=None, out=None):
             data, (a, p) = s.recvfrom(2048)
         except socket.timeout:
             break
-        print(f"{data.decode(errors='replace')} {a}:{p}", file=sink, flush=True)
+        text = data.decode(errors="replace")
+        print(f"{text} {a}:{p}", file=sink, flush=True)
+        if until is not None and text == until:
+            break
 
 
-def send(src, sport, dst, dport, payload):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((src, sport))
-    s.sendto(payload.encode(), (dst, dport))
+def send(dst, dport, datagrams):
+    for i, (src, sport, payload) in enumerate(datagrams):
+        if i:
+            time.sleep(0.05)
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((src, sport))
+        s.sendto(payload.encode(), (dst, dport))
+        s.close()
 
 
 def echo(addr, port):
@@ -56,30 +65,38 @@ def echo(addr, port):
 def ask(sport, dst, dport, payload):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("0.0.0.0", sport))
-    s.settimeout(2)
-    s.sendto(payload.encode(), (dst, dport))
-    try:
-        data, _ = s.recvfrom(65535)
-    except socket.timeout:
-        print("no reply", file=sys.stderr)
-        sys.exit(1)
-    print(data.decode(errors="replace"))
+    s.settimeout(0.5)
+    for _ in range(20):
+        s.sendto(payload.encode(), (dst, dport))
+        try:
+            data, _ = s.recvfrom(65535)
+        except socket.timeout:
+            continue
+        print(data.decode(errors="replace"))
+        return
+    print("no reply", file=sys.stderr)
+    sys.exit(1)
 
 
 def main(argv):
     cmd = argv[1]
     if cmd == "listen":
-        opener = out = None
+        opener = out = until = None
         rest = argv[4:]
         while rest:
             if rest[0] == "--open":
                 opener = rest[1]
             elif rest[0] == "--out":
                 out = rest[1]
+            elif rest[0] == "--until":
+                until = rest[1]
             rest = rest[2:]
-        listen(int(argv[2]), float(argv[3]), opener, out)
+        listen(int(argv[2]), float(argv[3]), opener, out, until)
     elif cmd == "send":
-        send(argv[2], int(argv[3]), argv[4], int(argv[5]), argv[6])
+        first = (argv[2], int(argv[3]), argv[6])
+        more = argv[7:]
+        datagrams = [first] + [(more[i], int(more[i + 1]), more[i + 2]) for i in range(0, len(more) - 2, 3)]
+        send(argv[4], int(argv[5]), datagrams)
     elif cmd == "echo":
         echo(argv[2], int(argv[3]))
     elif cmd == "ask":

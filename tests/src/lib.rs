@@ -246,10 +246,11 @@ impl Lab {
         self.wait_tcp(node, bind, port);
     }
 
-    /// Wait (10 s at most) until `addr:port` accepts TCP connections from `node`.
+    /// Wait (30 s at most: a loaded CI machine starts python slowly) until `addr:port` accepts
+    /// TCP connections from `node`.
     pub fn wait_tcp(&self, node: &str, addr: &str, port: u16) {
         let probe = format!("exec 3<>/dev/tcp/{addr}/{port}");
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if self.try_sh(node, &probe).0 {
                 return;

@@ -166,27 +166,30 @@ fn static_forward_reaches_cam1_and_hairpins_from_the_lan() {
 }
 
 /// cam1 opens a mapping by sending from `port` to the terminal, then three probes arrive from
-/// the internet: another address, the same address from another port, the same endpoint.
-/// Returns which of them reached cam1.
+/// the internet, in this order: another address, the same address from another port, the same
+/// endpoint. Returns which of them reached cam1. The listener stops at the last probe (or after
+/// 15 s), so a slow machine does not turn into a missed probe.
 fn probes_reaching_cam1(lab: &Lab, port: u16) -> [bool; 3] {
     let out = format!("/tmp/{}-udp-{port}", lab.prefix);
     let _ = std::fs::remove_file(&out);
-    lab.spawn(
+    let pid = lab.spawn(
         "cam1",
         &[
             "python3",
             &udp_py(),
             "listen",
             &port.to_string(),
-            "3",
+            "15",
             "--open",
             &format!("{TERMINAL}:5000"),
             "--out",
             &out,
+            "--until",
+            "same-endpoint",
         ],
     );
-    // Wait until the opener has gone out.
-    for _ in 0..50 {
+    // Wait until the opener has gone out (the listener writes "ready" right after it).
+    for _ in 0..500 {
         if std::fs::read_to_string(&out)
             .map(|s| s.starts_with("ready"))
             .unwrap_or(false)
@@ -195,19 +198,26 @@ fn probes_reaching_cam1(lab: &Lab, port: u16) -> [bool; 3] {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(200));
+    std::thread::sleep(Duration::from_millis(100));
     let wan = lab.wan_addr();
-    for (src, sport, tag) in [
-        (TERMINAL2, 5000, "other-address"),
-        (TERMINAL, 5001, "other-port"),
-        (TERMINAL, 5000, "same-endpoint"),
-    ] {
-        lab.sh(
-            "inet",
-            &format!("python3 {} send {src} {sport} {wan} {port} {tag}", udp_py()),
-        );
+    lab.sh(
+        "inet",
+        &format!(
+            "python3 {} send {TERMINAL2} 5000 {wan} {port} other-address {TERMINAL} 5001 other-port {TERMINAL} 5000 same-endpoint",
+            udp_py()
+        ),
+    );
+    // The listener exits when the last probe arrives; a filtered last probe means waiting 15 s.
+    for _ in 0..160 {
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(&out)
+                .unwrap_or_default()
+                .contains("same-endpoint")
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
-    std::thread::sleep(Duration::from_millis(3200));
     let seen = std::fs::read_to_string(&out).unwrap_or_default();
     let _ = std::fs::remove_file(&out);
     [
@@ -245,12 +255,16 @@ fn each_filtering_behaviour_shows_from_the_internet() {
 
 /// The external ports the two terminals see for one LAN socket sending to both.
 fn ports_seen_by_two_terminals(lab: &Lab, sport: u16) -> (String, String) {
+    // Resends until the echo answers (it may still be starting on a loaded machine).
     let script = format!(
         "import socket\n\
-         s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('0.0.0.0',{sport})); s.settimeout(2)\n\
+         s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('0.0.0.0',{sport})); s.settimeout(0.5)\n\
          out=[]\n\
          for dst in ('{TERMINAL}','{TERMINAL2}'):\n\
-         \x20   s.sendto(b'm',(dst,7000)); out.append(s.recvfrom(2048)[0].decode().split()[-1])\n\
+         \x20   for i in range(20):\n\
+         \x20       s.sendto(b'm',(dst,7000))\n\
+         \x20       try: out.append(s.recvfrom(2048)[0].decode().split()[-1]); break\n\
+         \x20       except socket.timeout: pass\n\
          print(' '.join(out))\n"
     );
     let out = lab.sh("cam1", &format!("python3 -c \"{script}\""));
@@ -301,9 +315,8 @@ fn idle_udp_session_expires_and_closes_the_mapping() {
         [true, true, true],
         "fullcone lets every probe in while the mapping lives"
     );
-    // probes_reaching_cam1 ends 3 s after its last probe refreshed nothing outbound: the session
-    // has been idle for more than the 2 s timeout by now.
-    std::thread::sleep(Duration::from_millis(1000));
+    // Idle for longer than the 2 s timeout since the last probe.
+    std::thread::sleep(Duration::from_millis(3500));
     let sessions = api_get(&lab, "/api/sessions");
     assert!(
         !sessions.contains(":43000"),
@@ -319,9 +332,14 @@ fn idle_udp_session_expires_and_closes_the_mapping() {
     let out = format!("/tmp/{}-late", lab.prefix);
     lab.spawn(
         "cam1",
-        &["python3", &udp_py(), "listen", "43000", "2", "--out", &out],
+        &["python3", &udp_py(), "listen", "43000", "4", "--out", &out],
     );
-    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..500 {
+        if std::fs::read_to_string(&out).is_ok_and(|s| s.starts_with("ready")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let wan = lab.wan_addr();
     lab.sh(
         "inet",
@@ -330,7 +348,7 @@ fn idle_udp_session_expires_and_closes_the_mapping() {
             udp_py()
         ),
     );
-    std::thread::sleep(Duration::from_millis(2200));
+    std::thread::sleep(Duration::from_millis(4200));
     let seen = std::fs::read_to_string(&out).unwrap_or_default();
     let _ = std::fs::remove_file(&out);
     assert!(
