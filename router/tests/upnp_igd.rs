@@ -727,19 +727,28 @@ async fn ssdp_unicast_search_and_garbage() {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     sock.send_to(b"garbage\r\n\r\n", to).unwrap();
-    for (st, loc) in [
+    // (ST, USER-AGENT, LOCATION path): only a UDA 1.0 client searching for IGD:1 gets the v1
+    // variant; everyone else (miniupnpc searches for IGD:1 too) gets the v2 description.
+    for (st, ua, loc) in [
         (
             "urn:schemas-upnp-org:device:InternetGatewayDevice:1",
+            "Windows/10 UPnP/1.0",
             "/rootDesc1.xml",
         ),
         (
-            "urn:schemas-upnp-org:device:InternetGatewayDevice:2",
+            "urn:schemas-upnp-org:device:InternetGatewayDevice:1",
+            "Debian/12 UPnP/1.1 MiniUPnPc/2.2.4",
             "/rootDesc.xml",
         ),
-        ("upnp:rootdevice", "/rootDesc.xml"),
+        (
+            "urn:schemas-upnp-org:device:InternetGatewayDevice:2",
+            "Windows/10 UPnP/1.0",
+            "/rootDesc.xml",
+        ),
+        ("upnp:rootdevice", "x UPnP/1.0", "/rootDesc.xml"),
     ] {
         let m = format!(
-            "M-SEARCH * HTTP/1.1\r\nHOST: {to}\r\nMAN: \"ssdp:discover\"\r\nST: {st}\r\n\r\n"
+            "M-SEARCH * HTTP/1.1\r\nHOST: {to}\r\nMAN: \"ssdp:discover\"\r\nST: {st}\r\nUSER-AGENT: {ua}\r\n\r\n"
         );
         sock.send_to(m.as_bytes(), to).unwrap();
         let mut buf = [0u8; 2048];

@@ -45,17 +45,24 @@ pub struct Advertiser {
 }
 
 impl Advertiser {
-    /// LOCATION for an answer to `st`: a search for a `:1` version of a type that is `:2` in
-    /// our device is a v1 client, which gets the IGD:1 description (issue 4: clients that only
-    /// speak v1 must still work).
-    pub fn location_for(&self, st: &str) -> &str {
+    /// LOCATION for an answer to `st` from a client whose M-SEARCH carried `user_agent`.
+    ///
+    /// An IGD:2 is backward compatible, and control points must accept a higher device version
+    /// than the one they searched for (UDA 1.1 §2.1), so every search gets the v2 description,
+    /// as miniupnpd answers too: miniupnpc, for one, searches for `InternetGatewayDevice:1` first
+    /// but uses the v2 actions (GetListOfPortMappings, AddAnyPortMapping) when the description
+    /// offers them. The IGD:1 variant goes, automatically, to clients that only speak v1: a
+    /// search for a `:1` type from a UDA 1.0 stack (`UPnP/1.0` in USER-AGENT, which predates
+    /// IGD:2; Windows' NAT traversal is one) that is known to reject IGD:2 descriptions.
+    pub fn location_for(&self, st: &str, user_agent: Option<&str>) -> &str {
         if self.id.version < 2 {
             return &self.location;
         }
         let v1_search = IGD_TYPES
             .iter()
             .any(|t| t.v2_version >= 2 && st == t.urn(1));
-        if v1_search {
+        let v1_only_client = user_agent.is_some_and(|ua| ua.contains("UPnP/1.0"));
+        if v1_search && v1_only_client {
             &self.location_v1
         } else {
             &self.location
@@ -70,7 +77,7 @@ impl Advertiser {
                 SearchResponse {
                     max_age: self.max_age,
                     date: None,
-                    location: self.location_for(&st).to_string(),
+                    location: self.location_for(&st, req.user_agent.as_deref()).to_string(),
                     server: self.server.clone(),
                     st,
                     usn,
@@ -339,9 +346,13 @@ mod tests {
     }
 
     #[test]
-    fn v1_search_gets_v1_location() {
+    fn v1_search_gets_v1_location_only_from_a_v1_only_client() {
         let a = adv(2);
-        let (max, r) = parse_answers(decide(&a, b"M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nST: urn:schemas-upnp-org:device:InternetGatewayDevice:1\r\nMAN: \"ssdp:discover\"\r\nMX: 2\r\n\r\n"));
+        // miniupnpc (UPnP/1.1) searches for IGD:1 but uses v2: it gets the v2 description.
+        let (_, r) = parse_answers(decide(&a, b"M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nST: urn:schemas-upnp-org:device:InternetGatewayDevice:1\r\nMAN: \"ssdp:discover\"\r\nMX: 2\r\nUSER-AGENT: Debian/12 UPnP/1.1 MiniUPnPc/2.2.4\r\n\r\n"));
+        assert_eq!(r[0].location, "http://192.168.1.1:5000/rootDesc.xml");
+        // A UDA 1.0 stack searching for IGD:1 gets the v1 variant.
+        let (max, r) = parse_answers(decide(&a, b"M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nST: urn:schemas-upnp-org:device:InternetGatewayDevice:1\r\nMAN: \"ssdp:discover\"\r\nMX: 2\r\nUSER-AGENT: Microsoft-Windows/10.0 UPnP/1.0\r\n\r\n"));
         assert_eq!(max, Duration::from_secs(2));
         assert_eq!(r.len(), 1);
         assert_eq!(
@@ -361,7 +372,7 @@ mod tests {
         // a v1 device always points at its one description
         let a1 = adv(1);
         assert_eq!(
-            a1.location_for("urn:schemas-upnp-org:device:InternetGatewayDevice:1"),
+            a1.location_for("urn:schemas-upnp-org:device:InternetGatewayDevice:1", None),
             a1.location
         );
     }
