@@ -29,6 +29,19 @@ pub enum InternalPortMode {
     Common,
 }
 
+/// How the next representative is chosen when the current one leaves (server patent,
+/// embodiment 4; see `camnode::election`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum SuccessionRule {
+    /// Claim 10: random back-off, collision detection and retry.
+    Random,
+    /// Claim 11: the lowest port after the representative port goes first.
+    PortOrder,
+    /// Claim 12: a delay derived from the node id.
+    NodeValue,
+}
+
 /// The effective configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -77,6 +90,20 @@ pub struct Config {
     /// (lower latency on an idle multi-core machine; no gain when the cores are busy); 0 = one
     /// per core, at most 4.
     pub encode_threads: usize,
+    /// The representative's succession rule.
+    pub succession: SuccessionRule,
+    /// The representative's inquiry interval in milliseconds (embodiment 2; its heartbeat).
+    pub inquiry_interval_ms: u64,
+    /// Missed inquiries before the representative counts as gone (claim 14): 2 or 3.
+    pub missed_inquiries: u32,
+    /// How often a node asks the representative whether it is present, in ms (claim 15).
+    pub presence_interval_ms: u64,
+    /// How long a candidate listens for a colliding candidacy, in ms (claim 10).
+    pub collision_window_ms: u64,
+    /// Lease of the representative port mapping while held, in seconds, renewed at half-life:
+    /// short, so that a dead holder's mapping lapses soon when the router (secure mode) does
+    /// not let the successor delete it.
+    pub representative_lease_seconds: u32,
 }
 
 impl Default for Config {
@@ -102,6 +129,12 @@ impl Default for Config {
             web_port: 0,
             max_streams: 200,
             encode_threads: 1,
+            succession: SuccessionRule::Random,
+            inquiry_interval_ms: 500,
+            missed_inquiries: 2,
+            presence_interval_ms: 1000,
+            collision_window_ms: 100,
+            representative_lease_seconds: 20,
         }
     }
 }
@@ -183,6 +216,24 @@ pub struct Args {
     /// Threads per JPEG encode; 0 = one per core, at most 4 [default: 1].
     #[arg(long, value_name = "N")]
     pub encode_threads: Option<usize>,
+    /// How the next representative is chosen [default: random].
+    #[arg(long, value_enum)]
+    pub succession: Option<SuccessionRule>,
+    /// The representative's inquiry interval in ms [default: 500].
+    #[arg(long, value_name = "MS")]
+    pub inquiry_interval_ms: Option<u64>,
+    /// Missed inquiries before the representative counts as gone, 2 or 3 [default: 2].
+    #[arg(long, value_name = "N")]
+    pub missed_inquiries: Option<u32>,
+    /// Presence inquiry interval in ms [default: 1000].
+    #[arg(long, value_name = "MS")]
+    pub presence_interval_ms: Option<u64>,
+    /// Collision window of the election in ms [default: 100].
+    #[arg(long, value_name = "MS")]
+    pub collision_window_ms: Option<u64>,
+    /// Lease of the representative port while held, seconds [default: 20].
+    #[arg(long, value_name = "SECONDS")]
+    pub representative_lease_seconds: Option<u32>,
 }
 
 /// A configuration error, naming the field and the fix.
@@ -242,7 +293,13 @@ impl Config {
             listen,
             web_port,
             max_streams,
-            encode_threads
+            encode_threads,
+            succession,
+            inquiry_interval_ms,
+            missed_inquiries,
+            presence_interval_ms,
+            collision_window_ms,
+            representative_lease_seconds
         );
         cfg.validate()?;
         Ok(cfg)
@@ -332,6 +389,46 @@ impl Config {
                 "encode_threads",
                 format!("{}", self.encode_threads),
                 "use 0 (one per core) to 16, e.g. 1",
+            );
+        }
+        if !(100..=10_000).contains(&self.inquiry_interval_ms) {
+            return invalid(
+                "inquiry_interval_ms",
+                format!("{} ms", self.inquiry_interval_ms),
+                "use 100 to 10000, e.g. 500",
+            );
+        }
+        if !(2..=3).contains(&self.missed_inquiries) {
+            return invalid(
+                "missed_inquiries",
+                format!("{}", self.missed_inquiries),
+                "use 2 or 3 (claim 14)",
+            );
+        }
+        if !(100..=60_000).contains(&self.presence_interval_ms) {
+            return invalid(
+                "presence_interval_ms",
+                format!("{} ms", self.presence_interval_ms),
+                "use 100 to 60000, e.g. 1000",
+            );
+        }
+        if !(10..=2_000).contains(&self.collision_window_ms)
+            || self.collision_window_ms >= self.inquiry_interval_ms
+        {
+            return invalid(
+                "collision_window_ms",
+                format!(
+                    "{} ms (inquiry interval {} ms)",
+                    self.collision_window_ms, self.inquiry_interval_ms
+                ),
+                "use 10 to 2000 and less than inquiry_interval_ms, e.g. 100",
+            );
+        }
+        if !(4..=3600).contains(&self.representative_lease_seconds) {
+            return invalid(
+                "representative_lease_seconds",
+                format!("{} s", self.representative_lease_seconds),
+                "use 4 to 3600, e.g. 20 (short: a dead holder's mapping lapses after it)",
             );
         }
         if self.name.chars().count() > 64 || self.name.chars().any(char::is_control) {
@@ -434,5 +531,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("\"first_other_port\""), "{err}");
+    }
+
+    #[test]
+    fn election_fields_are_validated_by_name() {
+        let c = Config::from_args(&args(&[])).unwrap();
+        assert_eq!(
+            (c.succession, c.inquiry_interval_ms, c.missed_inquiries),
+            (SuccessionRule::Random, 500, 2)
+        );
+        let c = Config::from_args(&args(&["--succession", "port-order"])).unwrap();
+        assert_eq!(c.succession, SuccessionRule::PortOrder);
+        for (flags, field) in [
+            (&["--missed-inquiries", "4"][..], "missed_inquiries"),
+            (&["--inquiry-interval-ms", "50"][..], "inquiry_interval_ms"),
+            (&["--collision-window-ms", "600"][..], "collision_window_ms"),
+            (&["--presence-interval-ms", "0"][..], "presence_interval_ms"),
+            (
+                &["--representative-lease-seconds", "1"][..],
+                "representative_lease_seconds",
+            ),
+        ] {
+            let err = Config::from_args(&args(flags)).unwrap_err().to_string();
+            assert!(err.contains(&format!("\"{field}\"")), "{err}");
+        }
+        let c = Config::from_toml("succession = \"node-value\"\nmissed_inquiries = 3\n").unwrap();
+        assert_eq!(
+            (c.succession, c.missed_inquiries),
+            (SuccessionRule::NodeValue, 3)
+        );
     }
 }

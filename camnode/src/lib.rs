@@ -9,11 +9,13 @@
 //!   PTZ, rename; links and permissions depend on whether the viewer is on the LAN.
 //! - [`portmgmt`]: the IGD client and the representative's table collection.
 //! - [`identity`]: the node id and its name, kept across restarts.
+//! - [`election`]: the representative's rotation (emb. 4) and collection by inquiry (emb. 2), sans-IO.
 //! - [`directory`]: the camera set as this node sees it, written by `portmgmt`, read by `web`.
 
 pub mod camera;
 pub mod config;
 pub mod directory;
+pub mod election;
 pub mod identity;
 pub mod portmgmt;
 pub mod web;

@@ -4,10 +4,10 @@
 //! The server patent (specs/server-patent.md) leaves the LAN messages to us: the server's own-port
 //! notice (claim 6), the representative's inquiry and the answers (claims 3, 4, embodiment 2),
 //! bye-bye (claim 13), presence inquiry (claim 15), identification / candidacy (claims 9, 10) and
-//! the rotation notice. Issue 5 defines the first two messages ([`MessageType::PortNotice`] and
-//! its acknowledgement); the others have their type numbers reserved here and are added by the
-//! rotation work (issue 6) without changing the header. The format is documented for humans in
-//! `docs/lan-protocol.md`.
+//! the rotation notice. Issue 5 defined the first two messages ([`MessageType::PortNotice`] and
+//! its acknowledgement); issue 6 added types 3-9 for collection by inquiry (embodiment 2) and the
+//! representative's rotation (embodiment 4, Fig. 11-14) without changing the header. The format
+//! is documented for humans in `docs/lan-protocol.md`.
 //!
 //! # Layout (all integers big-endian)
 //! ```text
@@ -72,14 +72,28 @@ pub mod tag {
     pub const EXTERNAL_ADDR: u8 = 6;
 }
 
-/// Message types. Values 3..=9 are reserved for the rotation protocol (issue 6); see
-/// `docs/lan-protocol.md`.
+/// Message types; see `docs/lan-protocol.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MessageType {
     /// 1: a node that did not get the representative port tells its port (claim 6).
     PortNotice,
     /// 2: the representative acknowledges a [`MessageType::PortNotice`] (unicast).
     PortNoticeAck,
+    /// 3: the representative's periodic inquiry for the nodes' ports (claims 3, 4, embodiment 2,
+    /// Fig. 9), multicast; also its heartbeat (claim 14, Fig. 12).
+    Inquiry,
+    /// 4: a node's answer to an inquiry, with its ports (embodiment 2), unicast.
+    InquiryAnswer,
+    /// 5: the representative leaves (claim 13, Fig. 11), multicast and unicast.
+    ByeBye,
+    /// 6: a node asks the representative whether it is present (claim 15, Fig. 13), unicast.
+    PresenceInquiry,
+    /// 7: the representative's answer to a presence inquiry, unicast.
+    PresenceAnswer,
+    /// 8: identification, "I will be the representative" (claims 9-12, Fig. 14), multicast.
+    Candidacy,
+    /// 9: the winner holds the representative port now (Fig. 14), multicast.
+    RotationNotice,
 }
 
 impl MessageType {
@@ -88,6 +102,13 @@ impl MessageType {
         match self {
             MessageType::PortNotice => 1,
             MessageType::PortNoticeAck => 2,
+            MessageType::Inquiry => 3,
+            MessageType::InquiryAnswer => 4,
+            MessageType::ByeBye => 5,
+            MessageType::PresenceInquiry => 6,
+            MessageType::PresenceAnswer => 7,
+            MessageType::Candidacy => 8,
+            MessageType::RotationNotice => 9,
         }
     }
 
@@ -96,6 +117,13 @@ impl MessageType {
         match code {
             1 => Some(MessageType::PortNotice),
             2 => Some(MessageType::PortNoticeAck),
+            3 => Some(MessageType::Inquiry),
+            4 => Some(MessageType::InquiryAnswer),
+            5 => Some(MessageType::ByeBye),
+            6 => Some(MessageType::PresenceInquiry),
+            7 => Some(MessageType::PresenceAnswer),
+            8 => Some(MessageType::Candidacy),
+            9 => Some(MessageType::RotationNotice),
             _ => None,
         }
     }
@@ -262,6 +290,51 @@ pub struct PortNoticeAck {
     pub external_addr: Option<Ipv4Addr>,
 }
 
+/// The representative's periodic inquiry (embodiment 2, claim 14). The header's term is the
+/// representative's term.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inquiry {
+    /// The representative port it holds (8080).
+    pub external_port: u16,
+    /// The router's external address as the representative knows it.
+    pub external_addr: Option<Ipv4Addr>,
+}
+
+/// A node's answer to an [`Inquiry`]: the same fields as its own-port notice (claim 6), plus
+/// the inquiry's sequence number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InquiryAnswer {
+    /// The sequence number of the inquiry answered.
+    pub acked_sequence: u64,
+    /// The node's name, address and ports.
+    pub node: PortNotice,
+}
+
+/// The representative's answer to a presence inquiry (claim 15).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceAnswer {
+    /// The sequence number of the presence inquiry answered.
+    pub acked_sequence: u64,
+}
+
+/// Identification: "I will be the representative" (claims 9-12). The header's term is the term
+/// the candidate saw last; it runs for the next one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidacy {
+    /// The candidate's own external port (the rank under the port-order rule, claim 11).
+    pub external_port: Option<u16>,
+}
+
+/// The winner announces it holds the representative port (Fig. 14). The header's term is the
+/// new term.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotationNotice {
+    /// The representative port it holds now.
+    pub external_port: u16,
+    /// The router's external address.
+    pub external_addr: Option<Ipv4Addr>,
+}
+
 /// The typed body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {
@@ -269,6 +342,20 @@ pub enum Body {
     PortNotice(PortNotice),
     /// [`MessageType::PortNoticeAck`].
     PortNoticeAck(PortNoticeAck),
+    /// [`MessageType::Inquiry`].
+    Inquiry(Inquiry),
+    /// [`MessageType::InquiryAnswer`].
+    InquiryAnswer(InquiryAnswer),
+    /// [`MessageType::ByeBye`]: no body.
+    ByeBye,
+    /// [`MessageType::PresenceInquiry`]: no body.
+    PresenceInquiry,
+    /// [`MessageType::PresenceAnswer`].
+    PresenceAnswer(PresenceAnswer),
+    /// [`MessageType::Candidacy`].
+    Candidacy(Candidacy),
+    /// [`MessageType::RotationNotice`].
+    RotationNotice(RotationNotice),
 }
 
 impl Body {
@@ -277,6 +364,13 @@ impl Body {
         match self {
             Body::PortNotice(_) => MessageType::PortNotice,
             Body::PortNoticeAck(_) => MessageType::PortNoticeAck,
+            Body::Inquiry(_) => MessageType::Inquiry,
+            Body::InquiryAnswer(_) => MessageType::InquiryAnswer,
+            Body::ByeBye => MessageType::ByeBye,
+            Body::PresenceInquiry => MessageType::PresenceInquiry,
+            Body::PresenceAnswer(_) => MessageType::PresenceAnswer,
+            Body::Candidacy(_) => MessageType::Candidacy,
+            Body::RotationNotice(_) => MessageType::RotationNotice,
         }
     }
 }
@@ -382,19 +476,45 @@ impl Repr {
             term: p.term(),
         };
         let f = Fields::read(p.body())?;
-        let body = match ty {
-            MessageType::PortNotice => Body::PortNotice(PortNotice {
-                name: f.name.ok_or(Error::MissingField(tag::NAME))?,
+        let need = |v: Option<u64>, t: u8| v.ok_or(Error::MissingField(t));
+        let node = |f: &Fields| -> Result<PortNotice, Error> {
+            Ok(PortNotice {
+                name: f.name.clone().ok_or(Error::MissingField(tag::NAME))?,
                 lan_addr: f.lan_addr.ok_or(Error::MissingField(tag::LAN_ADDR))?,
                 internal_port: f
                     .internal_port
                     .ok_or(Error::MissingField(tag::INTERNAL_PORT))?,
                 external_port: f.external_port,
-            }),
+            })
+        };
+        let body = match ty {
+            MessageType::PortNotice => Body::PortNotice(node(&f)?),
             MessageType::PortNoticeAck => Body::PortNoticeAck(PortNoticeAck {
-                acked_sequence: f
-                    .acked_sequence
-                    .ok_or(Error::MissingField(tag::ACKED_SEQUENCE))?,
+                acked_sequence: need(f.acked_sequence, tag::ACKED_SEQUENCE)?,
+                external_addr: f.external_addr,
+            }),
+            MessageType::Inquiry => Body::Inquiry(Inquiry {
+                external_port: f
+                    .external_port
+                    .ok_or(Error::MissingField(tag::EXTERNAL_PORT))?,
+                external_addr: f.external_addr,
+            }),
+            MessageType::InquiryAnswer => Body::InquiryAnswer(InquiryAnswer {
+                acked_sequence: need(f.acked_sequence, tag::ACKED_SEQUENCE)?,
+                node: node(&f)?,
+            }),
+            MessageType::ByeBye => Body::ByeBye,
+            MessageType::PresenceInquiry => Body::PresenceInquiry,
+            MessageType::PresenceAnswer => Body::PresenceAnswer(PresenceAnswer {
+                acked_sequence: need(f.acked_sequence, tag::ACKED_SEQUENCE)?,
+            }),
+            MessageType::Candidacy => Body::Candidacy(Candidacy {
+                external_port: f.external_port,
+            }),
+            MessageType::RotationNotice => Body::RotationNotice(RotationNotice {
+                external_port: f
+                    .external_port
+                    .ok_or(Error::MissingField(tag::EXTERNAL_PORT))?,
                 external_addr: f.external_addr,
             }),
         };
@@ -403,20 +523,45 @@ impl Repr {
 
     fn body_bytes(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(64);
-        match &self.body {
-            Body::PortNotice(n) => {
-                push_tlv(&mut b, tag::NAME, clip_name(&n.name).as_bytes());
-                push_tlv(&mut b, tag::LAN_ADDR, &n.lan_addr.octets());
-                push_tlv(&mut b, tag::INTERNAL_PORT, &n.internal_port.to_be_bytes());
-                if let Some(e) = n.external_port {
-                    push_tlv(&mut b, tag::EXTERNAL_PORT, &e.to_be_bytes());
-                }
+        let notice = |b: &mut Vec<u8>, n: &PortNotice| {
+            push_tlv(b, tag::NAME, clip_name(&n.name).as_bytes());
+            push_tlv(b, tag::LAN_ADDR, &n.lan_addr.octets());
+            push_tlv(b, tag::INTERNAL_PORT, &n.internal_port.to_be_bytes());
+            if let Some(e) = n.external_port {
+                push_tlv(b, tag::EXTERNAL_PORT, &e.to_be_bytes());
             }
+        };
+        let ext_addr = |b: &mut Vec<u8>, a: Option<Ipv4Addr>| {
+            if let Some(e) = a {
+                push_tlv(b, tag::EXTERNAL_ADDR, &e.octets());
+            }
+        };
+        match &self.body {
+            Body::PortNotice(n) => notice(&mut b, n),
             Body::PortNoticeAck(a) => {
                 push_tlv(&mut b, tag::ACKED_SEQUENCE, &a.acked_sequence.to_be_bytes());
-                if let Some(e) = a.external_addr {
-                    push_tlv(&mut b, tag::EXTERNAL_ADDR, &e.octets());
+                ext_addr(&mut b, a.external_addr);
+            }
+            Body::Inquiry(i) => {
+                push_tlv(&mut b, tag::EXTERNAL_PORT, &i.external_port.to_be_bytes());
+                ext_addr(&mut b, i.external_addr);
+            }
+            Body::InquiryAnswer(a) => {
+                push_tlv(&mut b, tag::ACKED_SEQUENCE, &a.acked_sequence.to_be_bytes());
+                notice(&mut b, &a.node);
+            }
+            Body::ByeBye | Body::PresenceInquiry => {}
+            Body::PresenceAnswer(a) => {
+                push_tlv(&mut b, tag::ACKED_SEQUENCE, &a.acked_sequence.to_be_bytes());
+            }
+            Body::Candidacy(c) => {
+                if let Some(p) = c.external_port {
+                    push_tlv(&mut b, tag::EXTERNAL_PORT, &p.to_be_bytes());
                 }
+            }
+            Body::RotationNotice(r) => {
+                push_tlv(&mut b, tag::EXTERNAL_PORT, &r.external_port.to_be_bytes());
+                ext_addr(&mut b, r.external_addr);
             }
         }
         b
@@ -513,6 +658,98 @@ mod tests {
         }
     }
 
+    /// Every rotation message (issue 6) round-trips; the inquiry is also checked byte by byte.
+    #[test]
+    fn rotation_messages_round_trip() {
+        let node = PortNotice {
+            name: "camera 3".into(),
+            lan_addr: Ipv4Addr::new(192, 168, 1, 102),
+            internal_port: 8082,
+            external_port: Some(8082),
+        };
+        let ext = Some(Ipv4Addr::new(60, 120, 76, 64));
+        let bodies = [
+            Body::Inquiry(Inquiry {
+                external_port: 8080,
+                external_addr: ext,
+            }),
+            Body::Inquiry(Inquiry {
+                external_port: 8080,
+                external_addr: None,
+            }),
+            Body::InquiryAnswer(InquiryAnswer {
+                acked_sequence: 99,
+                node,
+            }),
+            Body::ByeBye,
+            Body::PresenceInquiry,
+            Body::PresenceAnswer(PresenceAnswer { acked_sequence: 5 }),
+            Body::Candidacy(Candidacy {
+                external_port: Some(8081),
+            }),
+            Body::Candidacy(Candidacy {
+                external_port: None,
+            }),
+            Body::RotationNotice(RotationNotice {
+                external_port: 8080,
+                external_addr: ext,
+            }),
+        ];
+        for body in bodies {
+            let r = Repr {
+                header: Header {
+                    node_id: 42,
+                    sequence: 1000,
+                    term: 7,
+                },
+                body,
+            };
+            assert_eq!(Repr::parse(&r.emit()), Ok(r.clone()), "{r:?}");
+            assert_eq!(r.emit().len(), r.buffer_len());
+        }
+        // The fixture in docs/lan-protocol.md: an inquiry from node 1, sequence 2, term 3.
+        let inquiry = Repr {
+            header: Header {
+                node_id: 1,
+                sequence: 2,
+                term: 3,
+            },
+            body: Body::Inquiry(Inquiry {
+                external_port: 8080,
+                external_addr: Some(Ipv4Addr::new(60, 120, 76, 64)),
+            }),
+        };
+        let bytes: &[u8] = &[
+            b'H', b'N', b'C', b'N', 1, 3, 0, 12, // magic, version, type 3, body length
+            0, 0, 0, 0, 0, 0, 0, 1, // node id
+            0, 0, 0, 0, 0, 0, 0, 2, // sequence
+            0, 0, 0, 0, 0, 0, 0, 3, // term
+            4, 0, 2, 0x1f, 0x90, // EXTERNAL_PORT 8080
+            6, 0, 4, 60, 120, 76, 64, // EXTERNAL_ADDR
+        ];
+        assert_eq!(inquiry.emit(), bytes);
+        // Required fields are checked: an inquiry without its port, an answer without a name.
+        let mut bare = bytes[..HEADER_LEN].to_vec();
+        bare[6..8].copy_from_slice(&[0, 0]);
+        assert_eq!(
+            Repr::parse(&bare),
+            Err(Error::MissingField(tag::EXTERNAL_PORT))
+        );
+        bare[5] = 4;
+        assert_eq!(
+            Repr::parse(&bare),
+            Err(Error::MissingField(tag::ACKED_SEQUENCE))
+        );
+        bare[5] = 5;
+        assert!(matches!(
+            Repr::parse(&bare),
+            Ok(Repr {
+                body: Body::ByeBye,
+                ..
+            })
+        ));
+    }
+
     #[test]
     fn odd_names_round_trip_and_long_ones_are_clipped() {
         for name in ["", "Küche ☕", "a;b=c%20", &"é".repeat(64)] {
@@ -561,7 +798,8 @@ mod tests {
         assert_eq!(Repr::parse(&NOTICE_BYTES[..20]), Err(Error::Truncated));
         assert_eq!(Repr::parse(&NOTICE_BYTES[..40]), Err(Error::Truncated));
         assert_eq!(Repr::parse(&set(4, 2)), Err(Error::UnknownVersion(2)));
-        assert_eq!(Repr::parse(&set(5, 9)), Err(Error::UnknownType(9)));
+        assert_eq!(Repr::parse(&set(5, 10)), Err(Error::UnknownType(10)));
+        assert_eq!(Repr::parse(&set(5, 0)), Err(Error::UnknownType(0)));
         assert_eq!(
             Repr::parse(&vec![0u8; MAX_MESSAGE + 1]),
             Err(Error::TooLarge)
@@ -614,7 +852,7 @@ mod tests {
             let mut b: Vec<u8> = (0..len).map(|k| (x >> (k % 57)) as u8).collect();
             b[..4].copy_from_slice(&MAGIC);
             b[4] = VERSION;
-            b[5] = (x % 3) as u8;
+            b[5] = (x % 11) as u8;
             let _ = Repr::parse(&b);
         }
     }

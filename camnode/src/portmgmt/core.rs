@@ -1390,6 +1390,8 @@ impl PortManager {
                 }
                 self.rep_addr = Some(*from.ip());
             }
+            // The rotation messages (issue 6) belong to the election (`crate::election`).
+            _ => {}
         }
     }
 
