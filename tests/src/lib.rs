@@ -167,6 +167,48 @@ impl Lab {
         Ok(lab)
     }
 
+    /// `lab demo --no-wait` with a fresh prefix: our router, `cams` camera nodes, and the
+    /// 127.0.0.1 proxies into the internet (`proxy_port`) and LAN (`proxy_port + 1`) views.
+    pub fn demo(cams: u32, proxy_port: u16) -> Result<Lab> {
+        let _ = Command::new(lab_script())
+            .arg("gc")
+            .stdout(Stdio::null())
+            .status();
+        let prefix = unique_prefix();
+        let out = Command::new(lab_script())
+            .args([
+                "demo",
+                "--prefix",
+                &prefix,
+                "--no-wait",
+                "--cams",
+                &cams.to_string(),
+            ])
+            .args([
+                "--proxy-port",
+                &proxy_port.to_string(),
+                "--lan-proxy-port",
+                &(proxy_port + 1).to_string(),
+            ])
+            .env("LAB_OWNER_PID", std::process::id().to_string())
+            .output()
+            .context("running netns-scripts/lab demo")?;
+        let lab = Lab {
+            prefix,
+            router: RouterKind::Ours,
+            children: Mutex::new(Vec::new()),
+        };
+        if !out.status.success() {
+            bail!(
+                "lab demo failed ({}):\n{}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(lab)
+    }
+
     /// The namespace of a node.
     pub fn ns(&self, node: &str) -> String {
         format!("{}-{}", self.prefix, node)
