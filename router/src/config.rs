@@ -201,6 +201,8 @@ pub struct FileConfig {
     pub forwards: Vec<ForwardEntry>,
     #[serde(default)]
     pub upnp: crate::upnp::UpnpSection,
+    #[serde(default)]
+    pub dhcp: crate::dhcp::DhcpSection,
 }
 
 /// `[nat]`: the behaviour. Enum values are strings so that a bad value names its field.
@@ -381,6 +383,9 @@ pub struct Config {
     pub cleanup_stale: bool,
     /// `[upnp]`: the IGD / NAT-PMP / PCP service (validated).
     pub upnp: crate::upnp::UpnpSection,
+    /// `[dhcp]`: the DHCP server (validated; the subnet checks also run at start, once the
+    /// LAN address is read from the interface).
+    pub dhcp: crate::dhcp::DhcpSection,
 }
 
 impl Config {
@@ -512,6 +517,9 @@ impl Config {
         file.upnp
             .validate()
             .map_err(|(field, problem, fix)| field_err(&format!("upnp.{field}"), problem, fix))?;
+        file.dhcp
+            .validate(lan_addr)
+            .map_err(|(field, problem, fix)| field_err(&format!("dhcp.{field}"), problem, fix))?;
 
         Ok(Config {
             wan_iface,
@@ -531,6 +539,7 @@ impl Config {
             log_level: args.log_level.clone().or(file.log_level),
             cleanup_stale: args.cleanup_stale,
             upnp: file.upnp,
+            dhcp: file.dhcp,
         })
     }
 }
@@ -997,6 +1006,23 @@ mod tests {
             assert_eq!(e.field, format!("config field \"{field}\""), "{text}: {e}");
             assert!(!e.fix.is_empty(), "{text}: no fix in {e}");
         }
+    }
+
+    #[test]
+    fn dhcp_section_fields_are_named() {
+        let c = merge_text(&args(&[]), "[dhcp]\n").unwrap();
+        assert!(c.dhcp.enabled());
+        let text = "lan_addr = \"192.168.1.1/24\"\n[dhcp]\npool_start = \"10.0.0.5\"\n";
+        let e = merge_text(&args(&[]), text).unwrap_err();
+        assert_eq!(e.field, "config field \"dhcp.pool_start\"", "{e}");
+        let text = "[dhcp]\nlease_time = 0\n";
+        let e = merge_text(&args(&[]), text).unwrap_err();
+        assert_eq!(e.field, "config field \"dhcp.lease_time\"", "{e}");
+        let text = "[[dhcp.reservation]]\nmac = \"zz\"\naddr = \"192.168.1.9\"\n";
+        let e = merge_text(&args(&[]), text).unwrap_err();
+        assert_eq!(e.field, "config field \"dhcp.reservation[0].mac\"", "{e}");
+        let e = parse_file("[dhcp]\npool = 1\n").unwrap_err();
+        assert!(e.to_string().contains("pool"), "{e}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! | GET | `/api/status` | | addresses, preset, behaviour, port range, counters, forwards |
 //! | GET | `/api/sessions` | | the session table (JSON array) |
 //! | GET | `/api/forwards` | | port forwards (JSON array) |
+//! | GET | `/api/dhcp/leases` | | DHCP leases with host names (JSON array; 404 if the server is off) |
 //! | GET | `/metrics` | | Prometheus text ([`crate::metrics`]) |
 //! | POST | `/api/preset` | `symmetric` | switches the behaviour to a preset |
 //! | POST | `/api/behaviour` | `{"filtering":"endpoint-independent","timeouts":{"udp":30}}` | changes fields |
@@ -72,6 +73,8 @@ pub struct ControlState {
     /// The UPnP IGD / NAT-PMP / PCP service, when it runs: its mappings and counters show in
     /// the status, and a WAN change made here reaches its subscribers.
     pub upnp: Option<crate::upnp::UpnpHandle>,
+    /// The DHCP server, when it runs: its leases (`/api/dhcp/leases`) and counters.
+    pub dhcp: Option<crate::dhcp::DhcpHandle>,
 }
 
 impl ControlState {
@@ -198,6 +201,13 @@ where
                 .collect();
             json_resp(StatusCode::OK, &Value::Array(list))
         }
+        (&Method::GET, ["api", "dhcp", "leases"]) => match &state.dhcp {
+            Some(d) => json_resp(StatusCode::OK, &json!(d.leases())),
+            None => error(
+                StatusCode::NOT_FOUND,
+                "the DHCP server is not running ([dhcp] enabled = false)",
+            ),
+        },
         (&Method::GET, ["metrics"]) => {
             let text = {
                 let nat = lock(&state.nat);
@@ -223,7 +233,8 @@ where
         (&Method::DELETE, ["api", "forwards", proto, port]) => remove_forward(state, proto, port),
         (_, ["api", "status" | "sessions" | "forwards"] | ["metrics"])
         | (_, ["api", "preset" | "behaviour" | "behavior" | "flush" | "wan"])
-        | (_, ["api", "forwards", _, _]) => error(
+        | (_, ["api", "forwards", _, _])
+        | (_, ["api", "dhcp", "leases"]) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("{method} is not supported on {path}"),
         ),
@@ -454,6 +465,10 @@ fn status_json(state: &ControlState) -> Value {
         .upnp
         .as_ref()
         .map(|u| json!({ "stats": u.stats(), "mappings": u.mappings() }));
+    let dhcp = state
+        .dhcp
+        .as_ref()
+        .map(|d| json!({ "stats": d.stats(), "leases": d.leases() }));
     let now = Instant::now();
     let info = &state.info;
     let nat = lock(&state.nat);
@@ -495,6 +510,7 @@ fn status_json(state: &ControlState) -> Value {
         "sessions": nat.session_count(),
         "forwards": forwards,
         "upnp": upnp,
+        "dhcp": dhcp,
     })
 }
 
@@ -533,6 +549,7 @@ mod tests {
         *wan.nat.lock().unwrap() = Some(nat.clone());
         ControlState {
             upnp: None,
+            dhcp: None,
             nat,
             wan: Arc::new(wan),
             shell: Arc::new(ShellStats::default()),
@@ -672,6 +689,34 @@ mod tests {
             .await;
             assert_eq!(code, StatusCode::BAD_REQUEST);
             assert!(body.contains("external_port"), "{body}");
+        });
+    }
+
+    #[test]
+    fn dhcp_leases_endpoint() {
+        rt().block_on(async {
+            let mut s = state();
+            let (code, body) = call(&s, "GET", "/api/dhcp/leases", "").await;
+            assert_eq!(code, StatusCode::NOT_FOUND, "{body}");
+            let mut cfg = crate::dhcp::DhcpConfig::new(
+                "lo",
+                crate::dhcp::ServerConfig::new(Ipv4Addr::new(192, 168, 1, 1), 24),
+            );
+            cfg.iface = None;
+            cfg.bind = std::net::SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0);
+            let svc =
+                crate::dhcp::DhcpService::bind(cfg, Arc::new(crate::upnp::ManualClock::new()))
+                    .await
+                    .unwrap();
+            s.dhcp = Some(svc.handle());
+            let (code, body) = call(&s, "GET", "/api/dhcp/leases", "").await;
+            assert_eq!((code, body.trim()), (StatusCode::OK, "[]"));
+            let (code, _) = call(&s, "POST", "/api/dhcp/leases", "").await;
+            assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED);
+            let (_, body) = call(&s, "GET", "/api/status", "").await;
+            let v: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["dhcp"]["stats"]["pool_start"], "192.168.1.100");
+            assert_eq!(v["dhcp"]["stats"]["dropped_total"], 0);
         });
     }
 

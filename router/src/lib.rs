@@ -21,7 +21,9 @@
 //!    `poll_transmit`, `expire` at `next_deadline`), sharing the engine with the tokio side
 //!    through `Arc<Mutex<Nat>>`, locked once per batch. On a current-thread tokio runtime:
 //!    [`control::serve`] (the HTTP API) and a one-second poll of the WAN interface's address
-//!    ([`wan::SystemWan::poll`]).
+//!    ([`wan::SystemWan::poll`]), and the LAN services [`upnp`] (IGD, NAT-PMP, PCP) and
+//!    [`dhcp`] (the DHCP server; it loads its lease file and binds UDP 67 on the LAN
+//!    interface during setup, before the namespace changes).
 //! 3. **Shutdown** on SIGINT, SIGTERM, or the dataplane thread ending (error or panic): the
 //!    dataplane is woken through an eventfd and joined (it flushes the captures), the API stops,
 //!    [`routing::Recipe::teardown`] undoes every recorded step in reverse order and restores
@@ -32,6 +34,7 @@ pub mod config;
 pub mod control;
 pub mod dataplane;
 pub mod device;
+pub mod dhcp;
 pub mod igd;
 pub mod metrics;
 pub mod nat;

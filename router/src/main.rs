@@ -17,6 +17,7 @@ use router::config::{Args, Config};
 use router::control::{self, ControlState, RouterInfo};
 use router::dataplane::{self, Capture};
 use router::device::tun::Tun;
+use router::dhcp::DhcpService;
 use router::metrics::ShellStats;
 use router::nat::{Nat, NatConfig};
 use router::routing::{self, Recipe, RecipeParams};
@@ -211,6 +212,19 @@ async fn run(config: Config, hint: String) -> Result<()> {
     } else {
         None
     };
+    // The DHCP server loads its lease file and binds UDP 67 on the LAN interface now too.
+    let dhcp = if config.dhcp.enabled() {
+        let cfg = config
+            .dhcp
+            .to_config(&config.lan_iface, lan_ip, lan_len)
+            .context("DHCP server ([dhcp] in the config file)")?;
+        let svc = DhcpService::bind(cfg, Arc::new(SystemClock))
+            .await
+            .context("DHCP server ([dhcp] in the config file, or enabled = false)")?;
+        Some(svc)
+    } else {
+        None
+    };
     let mut capture = Capture::open(
         config.pcap_lan.as_deref(),
         config.pcap_wan.as_deref(),
@@ -274,12 +288,19 @@ async fn run(config: Config, hint: String) -> Result<()> {
         },
         chosen_preset: Mutex::new(Some(config.preset)),
         upnp: upnp.as_ref().map(UpnpService::handle),
+        dhcp: dhcp.as_ref().map(DhcpService::handle),
     });
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(control::serve(listener, state, async move {
         let _ = stop_rx.changed().await;
     }));
     let upnp_task = upnp.map(|svc| {
+        let mut rx = stop_tx.subscribe();
+        tokio::spawn(svc.run(async move {
+            let _ = rx.changed().await;
+        }))
+    });
+    let dhcp_task = dhcp.map(|svc| {
         let mut rx = stop_tx.subscribe();
         tokio::spawn(svc.run(async move {
             let _ = rx.changed().await;
@@ -317,6 +338,10 @@ async fn run(config: Config, hint: String) -> Result<()> {
     let _ = stop_tx.send(true);
     if let Some(t) = upnp_task {
         // SSDP byebye and the last save of the mapping table.
+        let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
+    }
+    if let Some(t) = dhcp_task {
+        // The last save of the lease table.
         let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), server).await;

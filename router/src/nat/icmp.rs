@@ -20,7 +20,7 @@
 //! must not keep a mapping alive).
 
 use super::{
-    Dir, DropReason, Nat, Rewrite,
+    ChecksumState, Dir, DropReason, Nat, Rewrite,
     table::{InKey, OutKey, Proto},
     wire::{self, Delta, Ipv4Header, field, rd8, rd16, rd32, wr16, wr32},
 };
@@ -78,7 +78,17 @@ impl Nat {
                 let &idx = self.table.in_idx.get(&key).ok_or(DropReason::NoMapping)?;
                 let s = self.table.session(idx);
                 let (addr, port) = (s.int_addr, s.int_port);
-                fix_quoted(pkt, inner, iproto, field::SRC, addr, sport_at, port);
+                let partial = self.csum == ChecksumState::Partial;
+                fix_quoted(
+                    pkt,
+                    inner,
+                    iproto,
+                    field::SRC,
+                    addr,
+                    sport_at,
+                    port,
+                    partial,
+                );
                 let rw = Rewrite {
                     dst: Some(addr),
                     ttl_inc: self.cfg.ttl_compensation,
@@ -102,7 +112,8 @@ impl Nat {
                 let &idx = self.table.out_idx.get(&key).ok_or(DropReason::NoMapping)?;
                 let ext = self.table.session(idx).ext_port;
                 let wan = self.wan;
-                fix_quoted(pkt, inner, iproto, field::DST, wan, dport_at, ext);
+                let partial = self.csum == ChecksumState::Partial;
+                fix_quoted(pkt, inner, iproto, field::DST, wan, dport_at, ext, partial);
                 let rw = Rewrite {
                     src: Some(wan),
                     ttl_inc: self.cfg.ttl_compensation,
@@ -122,7 +133,10 @@ impl Nat {
 /// Rewrites one address (at `inner + addr_field`) and one port/identifier (at `port_at`) of
 /// the quoted packet starting at `inner`, fixing the quoted IP and transport checksums and the
 /// enclosing ICMP checksum (which starts 8 bytes before `inner`). All changed words lie at
-/// even offsets from the ICMP header, as RFC 1624 arithmetic needs.
+/// even offsets from the ICMP header, as RFC 1624 arithmetic needs. With `partial_outer` the
+/// ICMP checksum is completed later over the final bytes ([`ChecksumState::Partial`]) and is
+/// left alone.
+#[allow(clippy::too_many_arguments)]
 fn fix_quoted(
     pkt: &mut [u8],
     inner: usize,
@@ -131,6 +145,7 @@ fn fix_quoted(
     new_addr: u32,
     port_at: usize,
     new_port: u16,
+    partial_outer: bool,
 ) {
     let icmp_csum_at = inner - field::ICMP_LEN + field::ICMP_CHECKSUM;
     let iihl = usize::from(rd8(pkt, inner) & 0x0f) * 4;
@@ -175,5 +190,7 @@ fn fix_quoted(
     icmp.word(old_ics, new_ics);
     wr16(pkt, inner + field::CHECKSUM, new_ics);
 
-    icmp.apply_at(pkt, icmp_csum_at);
+    if !partial_outer {
+        icmp.apply_at(pkt, icmp_csum_at);
+    }
 }

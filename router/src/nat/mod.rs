@@ -72,6 +72,9 @@ use table::{
 };
 use wire::{Delta, Ipv4Header, field, rd8, rd16, rd32, wr8, wr16, wr32};
 
+/// The Internet checksum (RFC 1071) of `data`, for the IO shell (checksum offload fallback).
+pub(crate) use wire::checksum as inet_checksum;
+
 /// How long fragments of a datagram are tracked (and early ones held) after the first one of
 /// them arrived. Linux uses 30 s for reassembly (`ipfrag_time`); RFC 791 suggests 15 s.
 pub const FRAGMENT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -202,6 +205,23 @@ pub enum Verdict {
     /// A fragment kept until its first fragment arrives; it comes out of
     /// [`Nat::poll_transmit`] later (or is dropped at the fragment timeout).
     Held,
+}
+
+/// The state of the transport checksum of a packet handed to [`Nat::process_with`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChecksumState {
+    /// The TCP/UDP/ICMP checksum is complete (or, for UDP, 0 = none, RFC 768): it is updated
+    /// with RFC 1624 eqn. 3 for every changed word.
+    #[default]
+    Complete,
+    /// The transport checksum is to be completed later over the final bytes (Linux
+    /// `CHECKSUM_PARTIAL`; `VIRTIO_NET_HDR_F_NEEDS_CSUM` from a TUN with `IFF_VNET_HDR`): the
+    /// TCP/UDP field holds the folded, uncomplemented pseudo-header sum (RFC 793 section 3.1,
+    /// RFC 768), so only address changes touch it; an ICMP checksum (no pseudo-header) and
+    /// the outer checksum of an ICMP error are left alone. The field is assumed to be at its
+    /// usual place (`csum_start` = the transport header); the caller checks that. Quoted
+    /// packets inside ICMP errors are data and are always fixed as complete.
+    Partial,
 }
 
 macro_rules! drop_reasons {
@@ -344,6 +364,8 @@ struct Rewrite {
     /// Offset of the transport checksum when the transport header is present, with
     /// whether it is UDP (0 = no checksum) and whether it covers the pseudo-header.
     l4_csum: Option<(usize, bool, bool)>,
+    /// The transport checksum is partial ([`ChecksumState::Partial`]).
+    partial: bool,
     ttl_inc: bool,
 }
 
@@ -370,6 +392,8 @@ pub struct Nat {
     /// `now` of the first call: times inside the table are milliseconds since then.
     epoch: Option<Instant>,
     max_sessions: usize,
+    /// The checksum state of the packet being processed (set by [`Nat::process_with`]).
+    csum: ChecksumState,
 }
 
 impl fmt::Debug for Nat {
@@ -443,7 +467,10 @@ fn rewrite(pkt: &mut [u8], rw: &Rewrite) {
         }
     }
     for (at, new) in [rw.sport, rw.dport].into_iter().flatten() {
-        l4d.word(rd16(pkt, at), new);
+        // A partial checksum is completed over the final port bytes later: nothing to add.
+        if !rw.partial {
+            l4d.word(rd16(pkt, at), new);
+        }
         wr16(pkt, at, new);
     }
     if rw.ttl_inc {
@@ -455,8 +482,16 @@ fn rewrite(pkt: &mut [u8], rw: &Rewrite) {
         }
     }
     ipd.apply_at(pkt, field::CHECKSUM);
-    if let Some((at, udp, _)) = rw.l4_csum {
+    if let Some((at, udp, pseudo)) = rw.l4_csum {
         let old = rd16(pkt, at);
+        if rw.partial {
+            // The field holds the pseudo-header sum itself (not its complement), so the
+            // change is added as is; nothing to do without a pseudo-header (ICMP).
+            if pseudo {
+                wr16(pkt, at, l4d.apply_partial(old));
+            }
+            return;
+        }
         // RFC 768: a UDP checksum of 0 means "not computed" and must stay 0; a computed 0 is
         // sent as 0xffff.
         if !(udp && old == 0) {
@@ -490,6 +525,7 @@ impl Nat {
             cursor: [start; 3],
             epoch: None,
             max_sessions: DEFAULT_MAX_SESSIONS,
+            csum: ChecksumState::Complete,
             cfg: config,
         }
     }
@@ -498,7 +534,21 @@ impl Nat {
     /// `Forward`: write it back (bytes beyond the IP total length, if any, are left as they
     /// were). `Held`: nothing to write now. `Drop`: counted in [`Counters::drops`].
     pub fn process(&mut self, now: Instant, packet: &mut [u8]) -> Verdict {
+        self.process_with(now, packet, ChecksumState::Complete)
+    }
+
+    /// [`Nat::process`] for a packet whose transport checksum is in state `csum` (see
+    /// [`ChecksumState`]); with `Partial` it stays partial, for the device to complete. The
+    /// packet may be a GSO super-packet (IPv4 total length up to 65535); its IP header
+    /// checksum is kept right as for any packet.
+    pub fn process_with(
+        &mut self,
+        now: Instant,
+        packet: &mut [u8],
+        csum: ChecksumState,
+    ) -> Verdict {
         let now = self.clock(now);
+        self.csum = csum;
         match self.process_inner(now, packet) {
             Ok(v) => v,
             Err(r) => {
@@ -840,6 +890,7 @@ impl Nat {
         let len = ip.total as u64;
         let mut rw = Rewrite {
             l4_csum: Some((csum_at, proto == Proto::Udp, proto != Proto::Icmp)),
+            partial: self.csum == ChecksumState::Partial,
             ttl_inc: self.cfg.ttl_compensation,
             ..Rewrite::default()
         };

@@ -846,6 +846,182 @@ fn forward_validation_errors_are_clear() {
     assert!(lab.nat.remove_forward(Protocol::Tcp, 80).is_none());
 }
 
+// ---- partial checksums (offload, GSO) -----------------------------------------------------------
+
+/// Where the transport checksum of `p` lives (TCP, UDP or ICMP), as `csum_start + csum_offset`
+/// of a device with checksum offload would say.
+fn l4_checksum_at(p: &[u8]) -> usize {
+    let ihl = usize::from(p[0] & 0x0f) * 4;
+    ihl + match p[9] {
+        6 => 16,
+        17 => 6,
+        _ => 2,
+    }
+}
+
+/// Turns the complete transport checksum of `p` into the partial one that Linux keeps for
+/// `CHECKSUM_PARTIAL` (and a TUN hands over with `VIRTIO_NET_HDR_F_NEEDS_CSUM`): the folded
+/// pseudo-header sum, not complemented (`~tcp_v4_check(len, saddr, daddr, 0)`); 0 for ICMP,
+/// which has no pseudo-header.
+fn make_partial(p: &mut [u8]) {
+    let ihl = usize::from(p[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([p[2], p[3]]));
+    let at = l4_checksum_at(p);
+    let partial = if p[9] == 1 {
+        0
+    } else {
+        let mut pseudo = Vec::new();
+        pseudo.extend_from_slice(&p[12..20]);
+        pseudo.extend_from_slice(&[0, p[9]]);
+        pseudo.extend_from_slice(&((total - ihl) as u16).to_be_bytes());
+        !inet_checksum(&pseudo)
+    };
+    p[at..at + 2].copy_from_slice(&partial.to_be_bytes());
+}
+
+/// Completes a partial checksum as the kernel does (`skb_checksum_help`): the RFC 1071 sum
+/// from the transport header to the end, the partial field included, complemented (0 is sent
+/// as 0xffff, `CSUM_MANGLED_0`).
+fn complete_partial(p: &mut [u8]) {
+    let ihl = usize::from(p[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([p[2], p[3]]));
+    let at = l4_checksum_at(p);
+    let c = match inet_checksum(&p[ihl..total]) {
+        0 => 0xffff,
+        c => c,
+    };
+    p[at..at + 2].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Sends each packet through two identical engines: one with the complete checksum
+/// (`process`), one with the partial checksum (`process_with(.., Partial)`), completed
+/// afterwards as the kernel would. Both must produce the same bytes, whose checksums `check`
+/// verifies from scratch.
+fn same_as_complete(b: Behaviour, forwards: &[(Protocol, u16, SocketAddrV4)], packets: &[Vec<u8>]) {
+    let (mut full, mut part) = (Lab::new(b.clone()), Lab::new(b));
+    for &(proto, ext, int) in forwards {
+        full.forward(proto, ext, int);
+        part.forward(proto, ext, int);
+    }
+    for (i, p) in packets.iter().enumerate() {
+        let want = full.send(p.clone()).expect("forwarded");
+        check(&want);
+        let mut q = p.clone();
+        make_partial(&mut q);
+        assert_eq!(
+            part.nat
+                .process_with(part.now, &mut q, ChecksumState::Partial),
+            Verdict::Forward,
+            "packet {i}"
+        );
+        complete_partial(&mut q);
+        assert_eq!(q, want, "packet {i}: partial checksum, completed, differs");
+    }
+}
+
+/// A TCP segment as a GSO super-packet: `len` bytes of payload under one header (a TUN with
+/// TUN_F_TSO4 hands these over, up to the 16-bit IPv4 total length).
+fn tcp_gso(src: SocketAddrV4, dst: SocketAddrV4, len: usize) -> Vec<u8> {
+    let payload: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+    let b = PacketBuilder::ipv4(src.ip().octets(), dst.ip().octets(), 64)
+        .tcp(src.port(), dst.port(), 1000, 64000)
+        .ack(1001);
+    let mut v = Vec::new();
+    b.write(&mut v, &payload).expect("build tcp");
+    v
+}
+
+#[test]
+fn partial_checksum_out_and_back_completes_to_the_full_checksum() {
+    let packets = [
+        tcp(sa(H1, 40000), sa(R1, 80), Tcp::Syn),
+        tcp(sa(R1, 80), sa(WAN, 40000), Tcp::SynAck),
+        tcp(sa(H1, 40000), sa(R1, 80), Tcp::Ack),
+        udp(sa(H1, 5000), sa(R1, 53), b"query"),
+        udp(sa(R1, 53), sa(WAN, 5000), b"answer"),
+        ping(H1, R1, 0x1234, false),
+        ping(R1, WAN, 0x1234, true),
+    ];
+    same_as_complete(Behaviour::default(), &[], &packets);
+}
+
+#[test]
+fn partial_checksum_with_port_changes_stays_a_pseudo_header_sum() {
+    // Sequential allocation moves every port, and the second host reuses the first's source
+    // port (ports count from 1024, per protocol): the ports change, which a partial checksum
+    // must not see.
+    let b = Behaviour {
+        port_allocation: PortAllocation::Sequential,
+        ..Behaviour::default()
+    };
+    let packets = [
+        udp(sa(H1, 5000), sa(R1, 53), b"one"),
+        udp(sa(H2, 5000), sa(R1, 53), b"two"),
+        udp(sa(R1, 53), sa(WAN, 1025), b"back to two"),
+        tcp(sa(H1, 40000), sa(R1, 443), Tcp::Syn),
+        tcp(sa(R1, 443), sa(WAN, 1024), Tcp::SynAck),
+    ];
+    same_as_complete(b, &[], &packets);
+}
+
+#[test]
+fn partial_checksum_through_forward_and_hairpin() {
+    let fwd = [(Protocol::Tcp, 8080, sa(H2, 80))];
+    let packets = [
+        // Inbound through the forward: destination address and port change.
+        tcp(sa(R1, 50000), sa(WAN, 8080), Tcp::Syn),
+        tcp(sa(H2, 80), sa(R1, 50000), Tcp::SynAck),
+        // Hairpin: both addresses and both ports change.
+        tcp(sa(H1, 40000), sa(WAN, 8080), Tcp::Syn),
+        tcp(sa(H2, 80), sa(WAN, 40000), Tcp::SynAck),
+    ];
+    same_as_complete(Behaviour::default(), &fwd, &packets);
+}
+
+#[test]
+fn gso_super_packets_translate_with_partial_and_complete_checksums() {
+    // 65535 - 20 - 20 bytes of payload: the largest IPv4 packet a TUN hands over.
+    let packets = [
+        tcp(sa(H1, 40000), sa(R1, 80), Tcp::Syn),
+        tcp(sa(R1, 80), sa(WAN, 40000), Tcp::SynAck),
+        tcp_gso(sa(H1, 40000), sa(R1, 80), 65535 - 40),
+        tcp_gso(sa(R1, 80), sa(WAN, 40000), 64000),
+        tcp_gso(sa(H1, 40000), sa(R1, 80), 1448 * 3),
+    ];
+    assert_eq!(packets[2].len(), 65535);
+    same_as_complete(Behaviour::default(), &[], &packets);
+    let mut lab = Lab::home();
+    lab.pass(packets[0].clone());
+    lab.pass(packets[1].clone());
+    lab.pass(packets[2].clone());
+    // One super-packet counts as one packet of its full length.
+    let c = lab.nat.counters();
+    assert_eq!(c.packets_out, 2);
+    assert_eq!(c.bytes_out, (packets[0].len() + 65535) as u64);
+}
+
+#[test]
+fn partial_checksum_of_icmp_error_leaves_the_outer_checksum_alone() {
+    let mut lab = Lab::home();
+    let out = lab.send(udp(sa(H1, 5000), sa(R1, 53), b"query")).unwrap();
+    let err = icmp_error(GW, WAN, 11, 0, [0; 4], &out, 64);
+    let mut want = err.clone();
+    let mut full = Lab::home();
+    full.send(udp(sa(H1, 5000), sa(R1, 53), b"query")).unwrap();
+    assert_eq!(full.nat.process(full.now, &mut want), Verdict::Forward);
+    check(&want);
+    let mut q = err;
+    make_partial(&mut q);
+    assert_eq!(
+        lab.nat
+            .process_with(lab.now, &mut q, ChecksumState::Partial),
+        Verdict::Forward
+    );
+    assert_eq!(&q[22..24], &[0, 0], "outer ICMP checksum left partial");
+    complete_partial(&mut q);
+    assert_eq!(q, want);
+}
+
 // ---- hairpinning ------------------------------------------------------------------------------
 
 #[test]

@@ -219,6 +219,14 @@ impl Delta {
         !fold(u64::from(!hc) + self.0)
     }
 
+    /// A partial checksum field `sum` (the folded pseudo-header sum, not complemented: Linux
+    /// `CHECKSUM_PARTIAL`) after the accumulated changes: `sum + ~m + m'`, as
+    /// `inet_proto_csum_replace4` computes it with `pseudohdr` for a partial checksum.
+    #[inline]
+    pub fn apply_partial(self, sum: u16) -> u16 {
+        fold(u64::from(sum) + self.0)
+    }
+
     /// Rewrites the checksum stored at `at` in `buf`.
     #[inline]
     pub fn apply_at(self, buf: &mut [u8], at: usize) {
