@@ -139,6 +139,30 @@ impl Core {
         n
     }
 
+    /// Deletes the mapping of `protocol`/`external_port` for the administrator (the admin page),
+    /// whoever owns it, and removes its forward. False when there is no such mapping.
+    pub fn admin_delete(
+        &mut self,
+        now: Instant,
+        nat: &mut Nat,
+        protocol: Protocol,
+        external_port: u16,
+    ) -> bool {
+        let Some((owner, remote_host)) = self
+            .table
+            .iter()
+            .find(|m| m.protocol == protocol && m.external_port == external_port)
+            .map(|m| (m.internal_client, m.remote_host))
+        else {
+            return false;
+        };
+        let key = MappingKey { remote_host, external_port, protocol };
+        // Acting as the owner: secure mode lets a client delete its own mappings.
+        let deleted = self.table.delete(now, owner, &key).is_ok();
+        let _ = self.apply_changes(now, nat);
+        deleted
+    }
+
     /// Expires leases ended at `now` and removes their forwards.
     pub fn expire(&mut self, now: Instant, nat: &mut Nat) {
         self.table.expire(now);

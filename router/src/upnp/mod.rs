@@ -549,6 +549,13 @@ impl UpnpHandle {
             .collect()
     }
 
+    /// Deletes a mapping for the administrator (the admin page), whoever owns it; its forward
+    /// goes at once and subscribers hear of it. False when there is no such mapping.
+    pub fn admin_delete(&self, protocol: shared::igd::Protocol, external_port: u16) -> bool {
+        self.shared
+            .with_core(|now, core, nat| core.admin_delete(now, nat, protocol, external_port))
+    }
+
     /// Where HTTP listens.
     pub fn http_addr(&self) -> SocketAddr {
         self.shared.http_addr
