@@ -13,12 +13,16 @@
 //! | POST | `/api/wan` | `203.0.113.7/24` | moves the WAN address (interface, rules, engine) |
 //! | POST | `/api/forwards` | `{"protocol":"tcp","external_port":8080,"internal_addr":"192.168.1.101"}` | adds a forward |
 //! | DELETE | `/api/forwards/{tcp,udp}/{port}` | | removes a forward |
+//! | GET | `/` | | the admin page ([`crate::admin`]): WAN, NAT, mappings (with delete), leases, sessions |
+//! | GET | `/api/admin` | | the admin page's data as JSON |
+//! | POST | `/admin/mappings/delete` | form `protocol=tcp&port=8080` | deletes a UPnP/NAT-PMP/PCP mapping, 303 to `/` |
+//! | DELETE | `/api/mappings/{tcp,udp}/{port}` | | the same, as JSON |
 //!
 //! Errors are `{"error": "..."}` with a 4xx status (5xx only when the system refuses a change).
 //! Bodies are capped at [`MAX_BODY`] bytes. The socket is bound to the LAN address, and the
 //! routing recipe sends everything from the WAN to the TUN, where the engine drops it unless a
-//! forward or session matches: the API is unreachable from the internet. Issue 7's admin page
-//! will be served by this same server at `/`.
+//! forward or session matches: the API is unreachable from the internet. The admin page is
+//! served by this same server at `/`.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -173,6 +177,50 @@ where
 
     match (&method, segments.as_slice()) {
         (&Method::GET, ["api", "status"]) => json_resp(StatusCode::OK, &status_json(state)),
+        // The admin page (issue 7) and its data.
+        (&Method::GET, [""]) => html_resp(StatusCode::OK, crate::admin::page(&admin_json(state))),
+        (&Method::GET, ["api", "admin"]) => json_resp(StatusCode::OK, &admin_json(state)),
+        (&Method::POST, ["admin", "mappings", "delete"]) => {
+            let form = String::from_utf8_lossy(&body).into_owned();
+            let field = |name: &str| {
+                form.split('&')
+                    .filter_map(|kv| kv.split_once('='))
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            };
+            match (
+                field("protocol"),
+                field("port").and_then(|p| p.parse::<u16>().ok()),
+            ) {
+                (Some(proto), Some(port)) => match delete_mapping(state, &proto, port) {
+                    Ok(()) => Response::builder()
+                        .status(StatusCode::SEE_OTHER)
+                        .header("location", "/")
+                        .body(Full::new(Bytes::new()))
+                        .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "response")),
+                    Err((code, msg)) => error(code, msg),
+                },
+                _ => error(
+                    StatusCode::BAD_REQUEST,
+                    "form needs protocol=tcp|udp and port=1-65535",
+                ),
+            }
+        }
+        (&Method::DELETE, ["api", "mappings", proto, port]) => {
+            let Ok(port) = port.parse::<u16>() else {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("port {port:?}: expected 1-65535"),
+                );
+            };
+            match delete_mapping(state, proto, port) {
+                Ok(()) => json_resp(
+                    StatusCode::OK,
+                    &json!({"deleted": {"protocol": proto, "external_port": port}}),
+                ),
+                Err((code, msg)) => error(code, msg),
+            }
+        }
         (&Method::GET, ["api", "sessions"]) => {
             let now = Instant::now();
             let list: Vec<Value> = lock(&state.nat)
@@ -457,6 +505,65 @@ fn forward_json(f: &Forward, now: Instant) -> Value {
         "expires_in": f.expires.map(|e| e.saturating_duration_since(now).as_secs()),
         "description": f.description,
     })
+}
+
+/// Deletes a UPnP / NAT-PMP / PCP mapping for the administrator.
+fn delete_mapping(
+    state: &ControlState,
+    proto: &str,
+    port: u16,
+) -> Result<(), (StatusCode, String)> {
+    let protocol = match proto.to_ascii_lowercase().as_str() {
+        "tcp" => shared::igd::Protocol::Tcp,
+        "udp" => shared::igd::Protocol::Udp,
+        other => {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                format!("protocol {other:?}: expected tcp or udp"),
+            ));
+        }
+    };
+    let Some(upnp) = &state.upnp else {
+        return Err((
+            StatusCode::NOT_FOUND,
+            "the UPnP / NAT-PMP service is off".into(),
+        ));
+    };
+    if upnp.admin_delete(protocol, port) {
+        info!("control: admin deleted mapping {proto}/{port}");
+        Ok(())
+    } else {
+        Err((StatusCode::NOT_FOUND, format!("no mapping {proto}/{port}")))
+    }
+}
+
+/// The admin page's data: the status plus a sessions summary by protocol and state.
+fn admin_json(state: &ControlState) -> Value {
+    let status = status_json(state);
+    let mut counts: std::collections::BTreeMap<(&'static str, &'static str), u64> =
+        Default::default();
+    {
+        let nat = lock(&state.nat);
+        for s in nat.sessions(Instant::now()) {
+            *counts.entry((s.protocol, s.state)).or_default() += 1;
+        }
+    }
+    let summary: Vec<Value> = counts
+        .into_iter()
+        .map(|((protocol, st), count)| json!({"protocol": protocol, "state": st, "count": count}))
+        .collect();
+    json!({ "status": status, "sessions_summary": summary })
+}
+
+fn html_resp(status: StatusCode, body: String) -> Resp {
+    Response::builder()
+        .status(status)
+        .header(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        )
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "response"))
 }
 
 fn status_json(state: &ControlState) -> Value {

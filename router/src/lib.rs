@@ -30,6 +30,7 @@
 //!    the sysctls, and closing the TUN removes the device. The recipe also tears itself down on
 //!    drop, which covers an error after a partial setup and a panic on the main thread.
 
+pub mod admin;
 pub mod config;
 pub mod control;
 pub mod dataplane;

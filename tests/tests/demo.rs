@@ -17,6 +17,10 @@ fn artifacts() -> PathBuf {
 /// Headless Chromium through `proxy`, with the flags this machine needs (no sandbox as root, no
 /// background networking: the machine has no internet).
 fn chromium(proxy: u16, profile: &str, args: &[&str]) -> String {
+    // A fresh profile per run: Chromium hands a URL to a running instance that shares its
+    // profile, and that one may have the other proxy.
+    static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let profile = format!("{profile}/{}", RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     let out = Command::new("chromium")
         .args([
             "--headless",
@@ -136,6 +140,22 @@ fn stakeholder_demo_in_a_real_browser() {
         &[
             &format!("--screenshot={}", lan_png.display()),
             &format!("http://{cam1}:8080/"),
+        ],
+    );
+
+    // The router's admin page, through the LAN view.
+    let admin_png = shots.join("demo-router-admin.png");
+    let dom = chromium(proxy + 1, &profile, &["--dump-dom", "http://192.168.1.1/"]);
+    assert!(
+        dom.contains("homenet router") && dom.contains("DHCP leases"),
+        "{dom}"
+    );
+    chromium(
+        proxy + 1,
+        &profile,
+        &[
+            &format!("--screenshot={}", admin_png.display()),
+            "http://192.168.1.1/",
         ],
     );
 
