@@ -156,7 +156,11 @@ impl Core {
         else {
             return false;
         };
-        let key = MappingKey { remote_host, external_port, protocol };
+        let key = MappingKey {
+            remote_host,
+            external_port,
+            protocol,
+        };
         // Acting as the owner: secure mode lets a client delete its own mappings.
         let deleted = self.table.delete(now, owner, &key).is_ok();
         let _ = self.apply_changes(now, nat);

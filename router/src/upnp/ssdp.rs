@@ -77,7 +77,9 @@ impl Advertiser {
                 SearchResponse {
                     max_age: self.max_age,
                     date: None,
-                    location: self.location_for(&st, req.user_agent.as_deref()).to_string(),
+                    location: self
+                        .location_for(&st, req.user_agent.as_deref())
+                        .to_string(),
                     server: self.server.clone(),
                     st,
                     usn,
