@@ -37,7 +37,10 @@ fn admin_page_shows_the_router_and_deletes_a_mapping() {
         page.contains("port-restricted") || page.contains("home"),
         "the NAT preset"
     );
-    assert!(page.contains("porch &quot;cam&quot;"), "the mapping, escaped");
+    assert!(
+        page.contains("porch &quot;cam&quot;"),
+        "the mapping, escaped"
+    );
     assert!(
         page.contains("cam1") && page.contains("cam2"),
         "DHCP leases with host names:\n{page}"

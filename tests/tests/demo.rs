@@ -20,7 +20,10 @@ fn chromium(proxy: u16, profile: &str, args: &[&str]) -> String {
     // A fresh profile per run: Chromium hands a URL to a running instance that shares its
     // profile, and that one may have the other proxy.
     static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let profile = format!("{profile}/{}", RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let profile = format!(
+        "{profile}/{}",
+        RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
     let out = Command::new("chromium")
         .args([
             "--headless",
