@@ -61,10 +61,12 @@ fn main() -> Result<()> {
         for _ in 0..runs {
             let t0 = Instant::now();
             let pid = lab.spawn("cam1", &[&camnode, "--state-dir", &state]);
+            // A short connect timeout: until the mapping exists the router drops the SYN, and a
+            // plain curl would wait out TCP's 1 s initial retransmission timeout (RFC 6298).
             let reached = loop {
                 let (ok, _) = lab.try_sh(
                     "inet",
-                    &format!("curl -sf -m 1 -o /dev/null http://{wan}:8080/"),
+                    &format!("curl -sf --connect-timeout 0.1 -m 2 -o /dev/null http://{wan}:8080/"),
                 );
                 if ok {
                     break Some(t0.elapsed());
@@ -82,7 +84,7 @@ fn main() -> Result<()> {
             while t.elapsed() < Duration::from_secs(10) {
                 let (ok, _) = lab.try_sh(
                     "inet",
-                    &format!("curl -sf -m 1 -o /dev/null http://{wan}:8080/"),
+                    &format!("curl -sf --connect-timeout 0.1 -m 2 -o /dev/null http://{wan}:8080/"),
                 );
                 if !ok
                     && !Command::new("kill")
