@@ -278,7 +278,9 @@ async fn page_snapshot_stream_status() {
     assert_eq!(v["peers"][0]["url"], "http://192.168.1.101:8081/");
     assert_eq!(v["reachability"]["state"], "reachable");
     assert_eq!(v["camera"]["width"], W);
-    assert!(v["camera"]["encodes"].as_u64().unwrap() >= 5);
+    // At least the three stream parts were encoded (a loaded machine may skip frames between
+    // them, so no more is promised); and each frame was encoded exactly once for everyone.
+    assert!(v["camera"]["encodes"].as_u64().unwrap() >= 3);
     assert_eq!(v["camera"]["encodes"], v["camera"]["published"]);
 
     let missing = get(node.addr, "/nothing-here").await;

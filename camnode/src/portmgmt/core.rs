@@ -23,6 +23,12 @@
 //!    changed BOOTID sends us back to discovery, after which we ask for the same port again.
 //! 7. Rename: persist, re-add the mapping with the new description, send a new notice.
 //! 8. Shutdown: `DeletePortMapping` for our own mapping, then [`Output::Done`].
+//! 9. Rotation (embodiment 4, claims 9-15, Fig. 11-14): once a node holds a port it runs the
+//!    election ([`crate::election::Election`]), fed with the LAN message types 3-9; this module
+//!    carries out what the election decides at the router (the takeover of Fig. 14, standing
+//!    down, verifying and reclaiming the representative port), merges the inquiry answers
+//!    (embodiment 2) with the table walk and the own-port notices, and sends the bye-bye
+//!    (claim 13) before the representative's mapping is deleted at shutdown.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -40,6 +46,7 @@ use shared::{lanproto, soap, ssdp};
 use super::desc;
 use crate::config::{Config, InternalPortMode};
 use crate::directory::{Directory, NodeCommand, Peer, PeerSource, Reachability, Role};
+use crate::election::{self, Dest, Election, Event as ElectionEvent};
 use crate::identity::{self, Identity, NameOrigin};
 
 /// The search targets of discovery: the IGD device (both versions) and the connection service
@@ -92,6 +99,16 @@ pub struct Options {
     /// How long the representative lists a node known only from its notice, without a mapping
     /// in the router's table (default 15 s).
     pub notice_grace: Duration,
+    /// The representative election (embodiment 4); None = no rotation (the node that got the
+    /// representative port keeps it, as in issue 5).
+    pub election: Option<election::Settings>,
+    /// The lease of the representative port while the election runs (default 20 s), renewed at
+    /// half-life, so that a dead holder's mapping lapses soon on a router that refuses to delete
+    /// another host's mapping (secure mode).
+    pub representative_lease_seconds: u32,
+    /// How often a successor asks for the representative port again while the router refuses
+    /// it (secure mode: until the dead holder's lease lapses; default 1 s).
+    pub takeover_retry: Duration,
 }
 
 impl Options {
@@ -105,6 +122,8 @@ impl Options {
             lease_seconds: cfg.lease_seconds,
             igd_url: HttpUrl::parse(&cfg.igd_url),
             web_port,
+            election: Some(election::Settings::from_config(cfg)),
+            representative_lease_seconds: cfg.representative_lease_seconds,
             ..Options::default()
         }
     }
@@ -131,6 +150,9 @@ impl Default for Options {
                 .map(Duration::from_millis)
                 .to_vec(),
             notice_grace: Duration::from_secs(15),
+            election: None,
+            representative_lease_seconds: 20,
+            takeover_retry: Duration::from_secs(1),
         }
     }
 }
@@ -215,8 +237,10 @@ enum Timer {
     Recheck,
     NameFallback,
     ShutdownDeadline,
+    /// Ask for the representative port again during a takeover (secure mode).
+    Takeover,
 }
-const TIMERS: [Timer; 7] = [
+const TIMERS: [Timer; 8] = [
     Timer::Search,
     Timer::Renew,
     Timer::Walk,
@@ -224,6 +248,7 @@ const TIMERS: [Timer; 7] = [
     Timer::Recheck,
     Timer::NameFallback,
     Timer::ShutdownDeadline,
+    Timer::Takeover,
 ];
 
 #[derive(Clone, Debug)]
@@ -245,6 +270,11 @@ enum AddWhy {
     Claim,
     Renew,
     Rename,
+    /// Fig. 14: the successor adds the representative port for itself.
+    Takeover,
+    /// The election asked us to make sure we still hold the representative port (a candidacy
+    /// while we hold it, or a stale representative took it): a refusal means we lost it.
+    Verify,
 }
 
 #[derive(Clone, Debug)]
@@ -261,6 +291,9 @@ enum Op {
     List,
     Entry(u32),
     Delete(u16),
+    /// GetSpecificPortMappingEntry, then DeletePortMapping if the mapping is ours (a node that
+    /// stands down must not delete its successor's mapping on a permissive router).
+    DeleteIfOurs(u16),
 }
 
 impl Op {
@@ -270,7 +303,9 @@ impl Op {
             Op::Add { m, any: false, .. } => Action::AddPortMapping(m.clone()),
             Op::Add { m, any: true, .. } => Action::AddAnyPortMapping(m.clone()),
             Op::GetExternal => Action::GetExternalIpAddress,
-            Op::GetSpecific(p) => Action::GetSpecificPortMappingEntry(key(*p)),
+            Op::GetSpecific(p) | Op::DeleteIfOurs(p) => {
+                Action::GetSpecificPortMappingEntry(key(*p))
+            }
             // NewManage = 1: every client's mappings, not only ours (WANIPConnection:2 §2.4.20).
             Op::List => Action::GetListOfPortMappings(
                 PortRange {
@@ -335,6 +370,11 @@ struct PeerState {
     last_seen: Instant,
     in_table: bool,
     notice_at: Option<Instant>,
+    /// In the router's table at the last walk.
+    listed: bool,
+    /// Answers the representative's inquiries (embodiment 2): until the election reports it
+    /// lost, the entry stays even without a mapping.
+    answering: bool,
 }
 
 /// How a SOAP exchange ended.
@@ -413,6 +453,10 @@ pub struct PortManager {
     heard_names: BTreeMap<u64, String>,
     peers: BTreeMap<u64, PeerState>,
     stats: LanStats,
+    // Rotation (embodiment 4).
+    election: Option<Election>,
+    /// Fig. 14 in progress: the term we run for.
+    takeover: Option<u64>,
     // Output state.
     published: Option<Directory>,
     shutting_down: bool,
@@ -461,6 +505,8 @@ impl PortManager {
             heard_names: BTreeMap::new(),
             peers: BTreeMap::new(),
             stats: LanStats::default(),
+            election: None,
+            takeover: None,
             published: None,
             shutting_down: false,
             done: false,
@@ -488,6 +534,7 @@ impl PortManager {
             Input::Command(NodeCommand::Rename(name)) => self.rename(now, &name),
             Input::Shutdown => self.shutdown(now),
         }
+        self.drive_election(now);
         self.pump();
         self.publish(now);
     }
@@ -503,6 +550,12 @@ impl PortManager {
                 self.on_timer(now, *t);
             }
         }
+        if let Some(e) = &mut self.election
+            && e.poll_timeout().is_some_and(|at| at <= now)
+        {
+            e.handle_timeout(now);
+        }
+        self.drive_election(now);
         self.pump();
         self.publish(now);
     }
@@ -512,7 +565,8 @@ impl PortManager {
         if self.done {
             return None;
         }
-        self.timers.iter().flatten().min().copied()
+        let election = self.election.as_ref().and_then(Election::poll_timeout);
+        self.timers.iter().flatten().chain(&election).min().copied()
     }
 
     /// The next thing to do, if any.
@@ -570,6 +624,11 @@ impl PortManager {
     /// LAN protocol counters.
     pub fn lan_stats(&self) -> LanStats {
         self.stats
+    }
+
+    /// The election, once this node holds a port (for tests and the status page).
+    pub fn election(&self) -> Option<&Election> {
+        self.election.as_ref()
     }
 
     // -----------------------------------------------------------------------------------------
@@ -824,19 +883,35 @@ impl PortManager {
             internal_client: self.lan_addr,
             enabled: true,
             description: desc::encode(self.ident.id, self.ident.name.as_deref().unwrap_or("")),
-            lease_duration: if self.permanent_only {
-                0
-            } else {
-                self.opt.lease_seconds
-            },
+            lease_duration: self.lease_for(external),
         }
     }
 
-    /// Ask for the representative port, or (after rediscovery) for the port we held.
+    /// The lease to ask for `external`: the short representative lease while the election runs
+    /// (so a dead holder's mapping lapses soon in secure mode), the normal one otherwise.
+    fn lease_for(&self, external: u16) -> u32 {
+        if self.permanent_only {
+            0
+        } else if external == self.opt.representative_port && self.opt.election.is_some() {
+            self.opt.representative_lease_seconds
+        } else {
+            self.opt.lease_seconds
+        }
+    }
+
+    /// Ask for the representative port, or (after rediscovery) for the port we held. Once the
+    /// election runs, a node without a mapping is either taking over (Fig. 14) or has stood
+    /// down, and then asks for a member port (8081 up) as at start.
     fn start_claim(&mut self) {
-        let port = self
-            .mapping
-            .map_or(self.opt.representative_port, |m| m.external);
+        if self.mapping.is_none() && self.takeover.is_some() {
+            return self.queue_takeover();
+        }
+        let first = if self.election.is_some() {
+            self.opt.first_other_port
+        } else {
+            self.opt.representative_port
+        };
+        let port = self.mapping.map_or(first, |m| m.external);
         let m = self.mk_add(port, self.internal_for(port));
         self.queue.push_back(Op::Add {
             m,
@@ -889,8 +964,26 @@ impl PortManager {
                 self.set_timer(Timer::Renew, now + self.renew_after(m.lease_duration));
                 match why {
                     AddWhy::Claim => self.on_mapped(now, before),
-                    AddWhy::Renew => {}
+                    AddWhy::Renew | AddWhy::Verify => {}
                     AddWhy::Rename => self.start_notice(now),
+                    AddWhy::Takeover if self.takeover.is_some() => {
+                        tracing::info!(
+                            port = external,
+                            "took over the representative port (Fig. 14)"
+                        );
+                        self.takeover = None;
+                        self.clear_timer(Timer::Takeover);
+                        self.on_mapped(now, before);
+                    }
+                    AddWhy::Takeover => {
+                        // We stood down while the request was in flight: give it back.
+                        self.mapping = before;
+                        self.clear_timer(Timer::Renew);
+                        self.queue.push_front(Op::Delete(external));
+                        if before.is_none() {
+                            self.start_claim();
+                        }
+                    }
                 }
                 return;
             }
@@ -900,6 +993,17 @@ impl PortManager {
             }
         };
         let (code, text) = fault;
+        if matches!(why, AddWhy::Takeover | AddWhy::Verify) && !matches!(code, 724 | 725) {
+            return self.on_rotation_add_refused(now, why, code, &text);
+        }
+        if why == AddWhy::Renew
+            && self.election.is_some()
+            && m.external_port == self.opt.representative_port
+            && matches!(code, 718 | 729 | 606)
+        {
+            // Our representative lease lapsed and another node took the port.
+            return self.on_rotation_add_refused(now, AddWhy::Verify, code, &text);
+        }
         let retry = |pm: &mut Self, m: AddPortMapping, any: bool, tries: u16| {
             pm.queue.push_front(Op::Add { m, any, why, tries });
         };
@@ -959,6 +1063,7 @@ impl PortManager {
                 let m = AddPortMapping {
                     external_port: next,
                     internal_port: internal,
+                    lease_duration: self.lease_for(next),
                     ..m
                 };
                 // IGD:2 lets the router pick (AddAnyPortMapping, WANIPConnection:2 §2.4.18), with
@@ -1010,6 +1115,12 @@ impl PortManager {
             self.clear_timer(Timer::Notice);
             self.rep_addr = self.lan_addr;
             self.start_walk(now, WalkPurpose::Collect);
+            // Claim 1 / Fig. 14: holding the port makes us the representative; the election
+            // announces the new term (rotation notice) and starts inquiring (emb. 2).
+            self.ensure_election(now);
+            if let Some(e) = &mut self.election {
+                e.took_over(now);
+            }
         } else {
             // Claim 6: tell the representative our port at once; learn where it is.
             self.walk = None;
@@ -1018,6 +1129,14 @@ impl PortManager {
             self.start_notice(now);
             self.queue
                 .push_back(Op::GetSpecific(self.opt.representative_port));
+            self.ensure_election(now);
+            // We held the representative port and got another one (someone took it while the
+            // router was away): an ordinary node now.
+            if let Some(e) = &mut self.election
+                && matches!(e.phase(), election::Phase::Representative)
+            {
+                e.lost_port(now);
+            }
         }
     }
 
@@ -1055,6 +1174,9 @@ impl PortManager {
         }
         self.reachability = reach;
         self.external_addr = addr;
+        if let Some(e) = &mut self.election {
+            e.set_external_addr(addr);
+        }
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1167,6 +1289,9 @@ impl PortManager {
                 if !is_rep {
                     return;
                 }
+                for p in self.peers.values_mut() {
+                    p.listed = false;
+                }
                 for (d, e) in &others {
                     self.upsert_peer(
                         d.node_id,
@@ -1180,12 +1305,15 @@ impl PortManager {
                     );
                     if let Some(p) = self.peers.get_mut(&d.node_id) {
                         p.in_table = true;
+                        p.listed = true;
                     }
                 }
                 let listed: Vec<u64> = others.iter().map(|(d, _)| d.node_id).collect();
                 let grace = self.opt.notice_grace;
+                // An entry goes when its mapping has gone AND it stopped answering (emb. 2).
                 self.peers.retain(|id, p| {
                     listed.contains(id)
+                        || p.answering
                         || p.notice_at.is_some_and(|t| t >= walk.started)
                         || (!p.in_table && now.saturating_duration_since(p.last_seen) < grace)
                 });
@@ -1234,6 +1362,8 @@ impl PortManager {
             last_seen: now_seen,
             in_table: false,
             notice_at: None,
+            listed: false,
+            answering: false,
         });
         // The newer information wins, except that a name cut by the router's description limit
         // never replaces the full one it is a prefix of.
@@ -1257,10 +1387,11 @@ impl PortManager {
     // Claim 6 and the LAN protocol
 
     fn lan_repr(&mut self, body: lanproto::Body) -> Vec<u8> {
+        let term = self.election.as_ref().map_or(self.term, Election::term);
         let header = lanproto::Header {
             node_id: self.ident.id,
             sequence: self.next_seq(),
-            term: self.term,
+            term,
         };
         lanproto::Repr { header, body }.emit()
     }
@@ -1336,6 +1467,17 @@ impl PortManager {
             return; // our own multicast, looped back
         }
         self.stats.received += 1;
+        if !matches!(
+            r.body,
+            lanproto::Body::PortNotice(_) | lanproto::Body::PortNoticeAck(_)
+        ) {
+            // Types 3-9 belong to the election (emb. 2, 4; claims 9-15), which drops
+            // duplicates itself; a node without a port yet takes no part.
+            if let Some(e) = &mut self.election {
+                e.handle_message(now, from, &r);
+            }
+            return;
+        }
         // Duplicates and reordering: only a higher sequence counts, unless the sender has been
         // silent for a minute (it may have restarted with a wrong clock).
         if let Some((last, at)) = self.last_seq.get(&h.node_id)
@@ -1390,8 +1532,252 @@ impl PortManager {
                 }
                 self.rep_addr = Some(*from.ip());
             }
-            // The rotation messages (issue 6) belong to the election (`crate::election`).
             _ => {}
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Rotation (embodiment 4, Fig. 11-14; claims 9-15) and collection by inquiry (emb. 2)
+
+    /// Starts the election once the node holds a port (a node without one takes no part).
+    fn ensure_election(&mut self, now: Instant) {
+        if self.election.is_some() || self.shutting_down {
+            return;
+        }
+        if let Some(cfg) = self.opt.election.clone() {
+            let seed = self.rng.random();
+            let mut e = Election::new(cfg, self.ident.id, seed, now);
+            e.set_external_addr(self.external_addr);
+            self.election = Some(e);
+        }
+    }
+
+    /// Keeps the election's view of us current, then carries out what it decided: its messages
+    /// go out with our node id and the one sequence counter of everything this node sends.
+    fn drive_election(&mut self, now: Instant) {
+        if self.election.is_none() {
+            return;
+        }
+        if let (Some(lan_addr), Some(name)) = (self.lan_addr, self.ident.name.clone()) {
+            let info = lanproto::PortNotice {
+                name,
+                lan_addr,
+                internal_port: self.mapping.map_or(self.opt.web_port, |m| m.internal),
+                external_port: self.mapping.map(|m| m.external),
+            };
+            if let Some(e) = &mut self.election {
+                e.set_self(info);
+            }
+        }
+        loop {
+            let Some(e) = &mut self.election else { return };
+            if let Some(t) = e.poll_transmit() {
+                let header = lanproto::Header {
+                    node_id: self.ident.id,
+                    sequence: self.next_seq(),
+                    term: t.term,
+                };
+                let to = match t.to {
+                    Dest::Group => self.opt.lan_group,
+                    Dest::Node(a) => a,
+                };
+                let data = lanproto::Repr {
+                    header,
+                    body: t.body,
+                }
+                .emit();
+                self.out.push_back(Output::Lan { to, data });
+                self.stats.sent += 1;
+                continue;
+            }
+            let Some(ev) = e.poll_event() else { return };
+            self.on_election_event(now, ev);
+        }
+    }
+
+    fn on_election_event(&mut self, now: Instant, ev: ElectionEvent) {
+        if self.shutting_down {
+            return;
+        }
+        let rep = self.opt.representative_port;
+        match ev {
+            ElectionEvent::RepresentativeGone { node, reason } => {
+                tracing::info!(node = ?node.map(identity::id_hex), ?reason, "representative gone (Fig. 11-13)");
+            }
+            ElectionEvent::BecomeRepresentative { term } => {
+                if self.mapping.is_some_and(|m| m.external == rep) {
+                    // We hold it already (claim 1 at start raced the election).
+                    if let Some(e) = &mut self.election {
+                        e.took_over(now);
+                    }
+                    return;
+                }
+                tracing::info!(term, "elected: taking the representative port (Fig. 14)");
+                self.takeover = Some(term);
+                self.queue_takeover();
+            }
+            ElectionEvent::StandDown { term } => {
+                tracing::info!(term, "standing down: another node is the representative");
+                self.takeover = None;
+                self.clear_timer(Timer::Takeover);
+                self.queue.retain(|op| {
+                    !matches!(
+                        op,
+                        Op::Add {
+                            why: AddWhy::Takeover | AddWhy::Verify,
+                            ..
+                        }
+                    )
+                });
+                if self.mapping.is_some_and(|m| m.external == rep) {
+                    // Delete our representative mapping (only if it is still ours: on a
+                    // permissive router the successor's would go too), then a member port.
+                    self.mapping = None;
+                    self.clear_timer(Timer::Renew);
+                    self.clear_timer(Timer::Walk);
+                    self.walk = None;
+                    self.peers.clear();
+                    self.queue.push_back(Op::DeleteIfOurs(rep));
+                }
+                if self.mapping.is_none() && self.igd.is_some() && !self.claiming() {
+                    self.start_claim();
+                }
+            }
+            ElectionEvent::Verify => {
+                // A candidacy while we hold the port: renew now; a refusal means we lost it.
+                if let Some(m) = self.mapping.filter(|m| m.external == rep) {
+                    self.queue_rep_add(m.internal, AddWhy::Verify);
+                }
+            }
+            ElectionEvent::Reclaim => {
+                // A stale representative took our port: delete its mapping, add ours again.
+                if let Some(m) = self.mapping.filter(|m| m.external == rep) {
+                    tracing::info!("a stale representative took our port; taking it back");
+                    self.queue.push_back(Op::Delete(rep));
+                    self.queue_rep_add(m.internal, AddWhy::Verify);
+                }
+            }
+            ElectionEvent::Following { node, addr, term } => {
+                tracing::info!(node = %identity::id_hex(node), %addr, term, "following the representative");
+                let first = self.rep_addr != Some(*addr.ip());
+                self.rep_addr = Some(*addr.ip());
+                if first && self.notice.as_ref().is_some_and(|n| !n.acked) {
+                    self.send_notice(now);
+                }
+            }
+            ElectionEvent::PeerAnswered { node, info } => {
+                if self.mapping.is_some_and(|m| m.external == rep) {
+                    self.upsert_peer(
+                        node,
+                        &info.name,
+                        false,
+                        now,
+                        info.lan_addr,
+                        info.internal_port,
+                        info.external_port,
+                        PeerSource::Inquiry,
+                    );
+                    if let Some(p) = self.peers.get_mut(&node) {
+                        p.answering = true;
+                    }
+                    self.heard_names.insert(node, info.name.clone());
+                }
+            }
+            ElectionEvent::PeerLost { node } => {
+                // Emb. 2 merged with the table walk: gone once its mapping is gone too.
+                if let Some(p) = self.peers.get_mut(&node) {
+                    p.answering = false;
+                    if !p.listed {
+                        self.peers.remove(&node);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Fig. 14: rediscover the router, delete our own mapping, delete the old representative
+    /// mapping, add it for ourselves (then the external address and the table follow from
+    /// [`PortManager::on_mapped`]). "Rediscover" confirms the known IGD with a request first;
+    /// a failure sends us back to SSDP discovery, after which [`PortManager::start_claim`]
+    /// resumes the takeover. Without an IGD the takeover waits for discovery.
+    fn queue_takeover(&mut self) {
+        if self.igd.is_none() {
+            return;
+        }
+        let rep = self.opt.representative_port;
+        self.queue.push_back(Op::GetSpecific(rep));
+        if let Some(m) = self.mapping.take() {
+            if m.external != rep {
+                self.queue.push_back(Op::Delete(m.external));
+            }
+            self.clear_timer(Timer::Renew);
+            self.notice = None;
+            self.clear_timer(Timer::Notice);
+        }
+        // The old holder's mapping: on a secure-mode router this is refused (606) and the port
+        // frees when its short lease lapses; we keep asking every `takeover_retry`.
+        self.queue.push_back(Op::Delete(rep));
+        self.queue_takeover_add();
+    }
+
+    /// True while an AddPortMapping is queued or in flight.
+    fn claiming(&self) -> bool {
+        self.inflight
+            .iter()
+            .map(|(_, op)| op)
+            .chain(&self.queue)
+            .any(|op| matches!(op, Op::Add { .. }))
+    }
+
+    fn queue_takeover_add(&mut self) {
+        let rep = self.opt.representative_port;
+        self.queue_rep_add(self.internal_for(rep), AddWhy::Takeover);
+    }
+
+    fn queue_rep_add(&mut self, internal: u16, why: AddWhy) {
+        let rep = self.opt.representative_port;
+        let m = AddPortMapping {
+            internal_port: internal,
+            ..self.mk_add(rep, internal)
+        };
+        self.queue.push_back(Op::Add {
+            m,
+            any: false,
+            why,
+            tries: 0,
+        });
+    }
+
+    /// The router refused the representative port during a takeover or a verification.
+    fn on_rotation_add_refused(&mut self, now: Instant, why: AddWhy, code: u16, text: &str) {
+        let held = matches!(code, 718 | 729 | 606);
+        match why {
+            AddWhy::Takeover if self.takeover.is_some() && held => {
+                // Secure mode: the dead holder's mapping stays until its lease lapses.
+                tracing::debug!(code, "representative port still held; asking again");
+                self.set_timer(Timer::Takeover, now + self.opt.takeover_retry);
+            }
+            AddWhy::Takeover if self.takeover.is_some() => {
+                tracing::warn!(code, text, "takeover refused by the router");
+                self.takeover = None;
+                if let Some(e) = &mut self.election {
+                    e.takeover_failed(now);
+                }
+                self.start_claim();
+            }
+            AddWhy::Takeover => {}
+            _ => {
+                tracing::warn!(
+                    code,
+                    text,
+                    "the representative port is held by another node now; standing down"
+                );
+                // The StandDown event that follows (drive_election) gives up the mapping state
+                // and asks for a member port.
+                if let Some(e) = &mut self.election {
+                    e.lost_port(now);
+                }
+            }
         }
     }
 
@@ -1521,6 +1907,11 @@ impl PortManager {
                     self.set_name(name, NameOrigin::Auto);
                 }
             }
+            Timer::Takeover => {
+                if self.takeover.is_some() && self.igd.is_some() {
+                    self.queue_takeover_add();
+                }
+            }
             Timer::ShutdownDeadline => {
                 tracing::warn!(
                     "shutdown: the router did not answer in time; mapping left to expire"
@@ -1620,7 +2011,28 @@ impl PortManager {
             },
             Op::List => self.on_list(now, outcome),
             Op::Entry(i) => self.on_entry(now, i, outcome),
+            // Fig. 14's deletions: 714 (not mapped) and 606 (another host's mapping, secure
+            // mode) are expected and change nothing.
             Op::Delete(_) => {}
+            Op::DeleteIfOurs(port) => match outcome {
+                Outcome::Ok(Reply::SpecificEntry {
+                    internal_client,
+                    description,
+                    ..
+                }) => {
+                    // By our description (several nodes may share an address); an entry
+                    // without one is ours if it points at us.
+                    let ours = match desc::parse(&description) {
+                        Some(d) => d.node_id == self.ident.id,
+                        None => Some(internal_client) == self.lan_addr,
+                    };
+                    if ours {
+                        self.queue.push_front(Op::Delete(port));
+                    }
+                }
+                Outcome::Failed(e) => self.igd_failed(now, "GetSpecificPortMappingEntry", &e),
+                _ => {}
+            },
         }
     }
 
@@ -1629,6 +2041,13 @@ impl PortManager {
             return;
         }
         tracing::info!("shutting down: deleting our port mapping");
+        // Claim 13: the representative says bye-bye (multicast and unicast to every member)
+        // before its mapping is deleted: the transmits go out ahead of the DeletePortMapping.
+        if let Some(e) = &mut self.election {
+            e.shutdown(now);
+        }
+        self.drive_election(now);
+        self.takeover = None;
         self.shutting_down = true;
         self.queue.clear();
         self.walk = None;

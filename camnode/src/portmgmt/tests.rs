@@ -31,6 +31,8 @@ struct FakeIgd {
     list_supported: bool,
     permanent_only: bool,
     same_port_required: bool,
+    /// Secure mode: only the mapping's own client may delete it (606 otherwise).
+    secure: bool,
     log: Vec<(Ipv4Addr, String)>,
 }
 
@@ -46,6 +48,7 @@ impl FakeIgd {
             list_supported: true,
             permanent_only: false,
             same_port_required: false,
+            secure: false,
             log: Vec::new(),
         }
     }
@@ -228,6 +231,9 @@ impl FakeIgd {
             }
             Action::DeletePortMapping(k) => {
                 match find(&self.entries, k.external_port, k.protocol) {
+                    Some(i) if self.secure && self.entries[i].internal_client != client => {
+                        Err(UpnpError::ActionNotAuthorized)
+                    }
                     Some(i) => {
                         self.entries.remove(i);
                         Ok(Reply::Empty)
@@ -270,6 +276,8 @@ struct Sim {
     igd_present: bool,
     nodes: Vec<Node>,
     lan_loss: bool,
+    /// (node, what) in the order the nodes did it: `lan <type>` and `http <action>`.
+    trace: Vec<(usize, String)>,
 }
 
 fn opts() -> Options {
@@ -298,6 +306,7 @@ impl Sim {
             igd_present: true,
             nodes: Vec::new(),
             lan_loss: false,
+            trace: Vec::new(),
         }
     }
 
@@ -345,6 +354,9 @@ impl Sim {
                             }
                         }
                         Output::Http { id, request } => {
+                            let what = request.soap_action.clone().unwrap_or_default();
+                            let what = what.rsplit('#').next().unwrap_or("").trim_matches('"');
+                            self.trace.push((i, format!("http {what}")));
                             let result = if self.igd_present {
                                 self.igd.handle(self.nodes[i].addr, &request)
                             } else {
@@ -353,6 +365,11 @@ impl Sim {
                             work.push_back((i, Input::Http { id, result }));
                         }
                         Output::Lan { to, data } => {
+                            if let Ok(r) = lanproto::Repr::parse(&data) {
+                                let kind = format!("{:?}", r.body);
+                                let kind = kind.split(['(', ' ']).next().unwrap_or("").to_string();
+                                self.trace.push((i, format!("lan {kind}")));
+                            }
                             if self.lan_loss {
                                 continue;
                             }
@@ -394,13 +411,19 @@ impl Sim {
     fn run_until(&mut self, t: Instant) {
         loop {
             self.settle();
-            let next = self.nodes.iter().filter_map(|n| n.pm.poll_timeout()).min();
+            let next = self
+                .nodes
+                .iter()
+                .filter(|n| !n.done)
+                .filter_map(|n| n.pm.poll_timeout())
+                .min();
             match next {
                 Some(n) if n <= t => {
                     self.now = self.now.max(n);
                     let now = self.now;
                     for node in &mut self.nodes {
-                        if node.pm.poll_timeout().is_some_and(|x| x <= now) {
+                        // A crashed node (done without shutdown) runs nothing.
+                        if !node.done && node.pm.poll_timeout().is_some_and(|x| x <= now) {
                             node.pm.handle_timeout(now);
                         }
                     }
@@ -423,6 +446,166 @@ impl Sim {
 
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
+}
+
+/// Options with the representative election (embodiment 4) as a configured node has it.
+fn el_opts() -> Options {
+    Options {
+        election: Some(crate::election::Settings::default()),
+        ..Options::default()
+    }
+}
+
+impl Sim {
+    /// The representatives as the Directories say, and the holder of 8080 at the router.
+    fn reps(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| !self.nodes[i].done && self.dir(i).role == Role::Representative)
+            .collect()
+    }
+
+    fn holder(&self, port: u16) -> Option<Ipv4Addr> {
+        self.igd
+            .entries
+            .iter()
+            .find(|e| e.external_port == port)
+            .map(|e| e.internal_client)
+    }
+
+    /// Runs in 10 ms steps until `pred`; the time it took.
+    fn run_until_pred(&mut self, limit: Duration, pred: impl Fn(&Sim) -> bool) -> Option<Duration> {
+        let start = self.now;
+        while self.now - start <= limit {
+            if pred(self) {
+                return Some(self.now - start);
+            }
+            self.run_for(secs(0.01));
+        }
+        None
+    }
+
+    /// Three nodes with the election: the first gets 8080 and lists the other two.
+    fn three_with_election(igd: FakeIgd) -> Sim {
+        let mut sim = Sim::new(igd);
+        for id in [0xa, 0xb, 0xc] {
+            sim.add(named(id, None), el_opts());
+            sim.run_for(secs(1.0));
+        }
+        sim.run_for(secs(2.0));
+        assert_eq!(sim.reps(), [0]);
+        assert_eq!(sim.dir(0).peers.len(), 2, "{:?}", sim.dir(0).peers);
+        assert_eq!(
+            sim.igd
+                .entries
+                .iter()
+                .find(|e| e.external_port == 8080)
+                .map(|e| e.lease_duration),
+            Some(20),
+            "the representative port has the short lease"
+        );
+        sim
+    }
+}
+
+#[test]
+fn graceful_stop_says_bye_bye_before_deleting_and_a_successor_takes_8080() {
+    let mut sim = Sim::three_with_election(FakeIgd::new(false));
+    sim.trace.clear();
+    sim.input(0, Input::Shutdown);
+    assert!(sim.nodes[0].done);
+    // Claim 13: bye-bye (multicast + unicast to both members) before DeletePortMapping.
+    let mine: Vec<&str> = sim
+        .trace
+        .iter()
+        .filter(|(i, _)| *i == 0)
+        .map(|(_, w)| w.as_str())
+        .collect();
+    assert_eq!(
+        mine,
+        [
+            "lan ByeBye",
+            "lan ByeBye",
+            "lan ByeBye",
+            "http DeletePortMapping"
+        ]
+    );
+    let t = sim
+        .run_until_pred(secs(1.0), |s| {
+            s.reps().len() == 1 && s.holder(8080).is_some()
+        })
+        .expect("a successor within 1 s");
+    assert!(t <= secs(0.45), "election + takeover took {t:?}");
+    sim.run_for(secs(0.5));
+    let new = sim.reps()[0];
+    let other = if new == 1 { 2 } else { 1 };
+    // Fig. 14: its own member mapping is gone, 8080 is its own, the survivor is listed.
+    assert_eq!(sim.holder(8080), Some(sim.nodes[new].addr));
+    assert_eq!(sim.igd.entries.len(), 2, "{:?}", sim.igd.entries);
+    assert_eq!(sim.dir(new).external_port, Some(8080));
+    assert_eq!(sim.dir(new).lan_port, 8080);
+    let peers: Vec<&str> = sim
+        .dir(new)
+        .peers
+        .iter()
+        .map(|p| p.node_id.as_str())
+        .collect();
+    assert_eq!(peers, [sim.dir(other).node_id.as_str()]);
+    assert_eq!(sim.dir(other).role, Role::Member);
+}
+
+#[test]
+fn a_crashed_representative_is_replaced_and_its_mapping_deleted() {
+    let mut sim = Sim::three_with_election(FakeIgd::new(false));
+    sim.nodes[0].done = true; // SIGKILL: no bye-bye, no deletion
+    let t = sim
+        .run_until_pred(secs(3.0), |s| {
+            s.reps().len() == 1 && s.holder(8080).is_some_and(|h| h != s.nodes[0].addr)
+        })
+        .expect("a successor within 3 s");
+    assert!(t <= secs(1.8), "detection + election + takeover took {t:?}");
+    sim.run_for(secs(6.0));
+    let new = sim.reps()[0];
+    // The dead node's entry: its mapping was replaced, it stopped answering: not listed.
+    assert_eq!(sim.dir(new).peers.len(), 1, "{:?}", sim.dir(new).peers);
+    // The old representative comes back: it joins as a member and does not fight.
+    let back = sim.add(named(0xa, Some("camera 1")), el_opts());
+    sim.run_for(secs(3.0));
+    assert_eq!(sim.dir(back).role, Role::Member);
+    assert_eq!(sim.reps(), [new]);
+    assert_eq!(sim.dir(new).peers.len(), 2, "{:?}", sim.dir(new).peers);
+}
+
+#[test]
+fn in_secure_mode_the_successor_asks_again_until_the_old_lease_lapses() {
+    let mut igd = FakeIgd::new(false);
+    igd.secure = true;
+    let mut sim = Sim::three_with_election(igd);
+    let dead = sim.nodes[0].addr;
+    sim.nodes[0].done = true;
+    sim.run_for(secs(5.0));
+    // The successor could not delete the dead holder's mapping (606) and keeps asking.
+    assert_eq!(sim.holder(8080), Some(dead));
+    assert!(sim.reps().is_empty());
+    assert!(
+        sim.igd
+            .actions("DeletePortMapping 8080")
+            .iter()
+            .all(|a| a.ends_with("606")),
+        "{:?}",
+        sim.igd.actions("DeletePortMapping")
+    );
+    let retries = sim.igd.actions("AddPortMapping 8080").len();
+    assert!(
+        retries >= 4,
+        "AddPortMapping 8080 retried every second: {retries}"
+    );
+    // Its lease lapses: within a second the successor holds the port.
+    sim.igd.entries.retain(|e| e.internal_client != dead);
+    let t = sim
+        .run_until_pred(secs(2.0), |s| s.reps().len() == 1)
+        .expect("a successor once the lease lapsed");
+    assert!(t <= secs(1.05), "{t:?}");
+    assert_eq!(sim.holder(8080), Some(sim.nodes[sim.reps()[0]].addr));
 }
 
 #[test]
@@ -1123,4 +1306,27 @@ fn an_igd_url_skips_ssdp() {
     sim.run_for(secs(0.1));
     assert!(sim.nodes[a].searches.is_empty());
     assert_eq!(sim.dir(a).external_port, Some(8080));
+}
+
+#[test]
+fn after_a_partition_heals_one_representative_remains_and_holds_the_port() {
+    let mut sim = Sim::three_with_election(FakeIgd::new(false));
+    // The LAN loses everything: each member thinks the representative gone and takes over
+    // (deleting the previous 8080 mapping: this fake router is permissive).
+    sim.lan_loss = true;
+    sim.run_for(secs(4.0));
+    assert_ne!(sim.holder(8080), Some(sim.nodes[0].addr));
+    // It heals: the representatives meet, the older terms stand down without deleting the
+    // port (now another's) and take member ports; the one left lists everybody.
+    sim.lan_loss = false;
+    sim.run_for(secs(8.0));
+    let reps = sim.reps();
+    assert_eq!(reps.len(), 1, "{reps:?}");
+    let rep = reps[0];
+    assert_eq!(sim.holder(8080), Some(sim.nodes[rep].addr));
+    for i in (0..3).filter(|&i| i != rep) {
+        assert_eq!(sim.dir(i).role, Role::Member);
+        assert!(sim.dir(i).external_port.is_some_and(|p| p > 8080));
+    }
+    assert_eq!(sim.dir(rep).peers.len(), 2, "{:?}", sim.dir(rep).peers);
 }
