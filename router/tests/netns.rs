@@ -553,40 +553,12 @@ fn nat_end_to_end_and_clean_teardown() {
 
     // Both captures are readable and saw traffic on the right side.
     if Command::new("tshark").arg("-v").output().is_ok() {
-        let wan_view = Command::new("tshark")
-            .args([
-                "-n",
-                "-r",
-                wan_pcap.to_str().unwrap(),
-                "-Y",
-                "icmp",
-                "-T",
-                "fields",
-                "-e",
-                "ip.src",
-            ])
-            .output()
-            .unwrap();
-        let wan_view = String::from_utf8_lossy(&wan_view.stdout);
+        let wan_view = icmp_sources(&wan_pcap);
         assert!(
             wan_view.contains(WAN) && !wan_view.contains(LAN_HOST),
             "{wan_view}"
         );
-        let lan_view = Command::new("tshark")
-            .args([
-                "-n",
-                "-r",
-                lan_pcap.to_str().unwrap(),
-                "-Y",
-                "icmp",
-                "-T",
-                "fields",
-                "-e",
-                "ip.src",
-            ])
-            .output()
-            .unwrap();
-        let lan_view = String::from_utf8_lossy(&lan_view.stdout);
+        let lan_view = icmp_sources(&lan_pcap);
         assert!(
             lan_view.contains(LAN_HOST) && !lan_view.contains(WAN),
             "{lan_view}"
@@ -674,4 +646,15 @@ fn config_errors_name_the_field() {
         assert!(help.contains(opt), "--help lacks {opt}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The source addresses of the ICMP packets in a pcap file, as tshark reads them.
+fn icmp_sources(pcap: &std::path::Path) -> String {
+    let out = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(pcap)
+        .args(["-Y", "icmp", "-T", "fields", "-e", "ip.src"])
+        .output()
+        .expect("tshark runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
