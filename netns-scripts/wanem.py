@@ -5,7 +5,11 @@ each direction. The lab runs it in its own middle namespace P-wan between the ro
 the internet's isp0 when `lab up --delay/--loss` is given and `tc netem` is unavailable.
 
   wanem.py IF_A IF_B DELAY_MS LOSS_PCT [SEED]
+
+With WANEM_READY=PATH in the environment it creates PATH once both interfaces are open, so the
+caller can wait until frames are relayed (the lab does; a ping sent before that is lost).
 """
+import os
 import heapq
 import random
 import select
@@ -33,6 +37,10 @@ def main():
     loss = float(sys.argv[4]) / 100.0
     rng = random.Random(int(sys.argv[5]) if len(sys.argv) > 5 else None)
     a, b = open_if(ifa), open_if(ifb)
+    ready = os.environ.get("WANEM_READY")
+    if ready:
+        with open(ready, "w") as f:
+            f.write("%d\n" % os.getpid())
     peer = {a: b, b: a}
     queue = []  # (due, seq, out_socket, frame)
     seq = 0

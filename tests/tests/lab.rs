@@ -342,6 +342,14 @@ fn wan_delay_and_loss_are_emulated() {
             .arg("20"),
     )
     .expect("lab up");
+    // Resolve the neighbours first (ARP crosses the lossy link too, and a failed resolution
+    // reports errors rather than loss), then measure.
+    lab.sh(
+        "cam1",
+        &format!(
+            "for i in $(seq 10); do ping -q -c 1 -W 2 {TERMINAL} >/dev/null && break; done; true"
+        ),
+    );
     let out = lab.sh(
         "cam1",
         &format!("ping -q -c 60 -i 0.05 -W 1 {TERMINAL} || true"),
