@@ -129,6 +129,14 @@ pub struct Args {
     /// Seed for the NAT's port randomisation (default: random, logged at start).
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
+    /// Open the TUN device without checksum and segmentation offloads (every packet then
+    /// crosses the TUN at most 1500 bytes long, with a complete checksum).
+    #[arg(long)]
+    pub no_offload: bool,
+    /// Keep looking for packets this many microseconds after the last one instead of sleeping
+    /// (default 0: off). Worth trying only with cores to spare.
+    #[arg(long, value_name = "US")]
+    pub busy_poll_us: Option<u64>,
     /// Log filter: error, warn, info, debug, trace, or tracing directives (default info, or
     /// RUST_LOG when set).
     #[arg(long, value_name = "LEVEL")]
@@ -195,6 +203,8 @@ pub struct FileConfig {
     pub control: ControlSection,
     #[serde(default)]
     pub capture: CaptureSection,
+    #[serde(default)]
+    pub dataplane: DataplaneSection,
     #[serde(default)]
     pub routing: RoutingSection,
     #[serde(default, rename = "forward")]
@@ -269,6 +279,19 @@ pub struct CaptureSection {
     pub lan: Option<PathBuf>,
     pub wan: Option<PathBuf>,
 }
+
+/// `[dataplane]`: how packets cross the TUN device.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataplaneSection {
+    /// Checksum and segmentation offloads on the TUN (default true).
+    pub offload: Option<bool>,
+    /// Busy polling after a packet, in microseconds (default 0: off).
+    pub busy_poll_us: Option<i64>,
+}
+
+/// Longest busy-polling window accepted: beyond a few milliseconds the loop just burns a core.
+pub const MAX_BUSY_POLL_US: u64 = 10_000;
 
 /// `[routing]`: the table and rule preferences of the recipe (DESIGN.md).
 #[derive(Debug, Default, Deserialize)]
@@ -377,6 +400,10 @@ pub struct Config {
     pub pcap_lan: Option<PathBuf>,
     pub pcap_wan: Option<PathBuf>,
     pub tun_name: String,
+    /// TUN offloads wanted (the device falls back to none when the kernel refuses them).
+    pub offload: bool,
+    /// Busy-polling window of the dataplane loop ([`crate::dataplane::BUSY_POLL`] by default).
+    pub busy_poll: Duration,
     pub routing: RoutingConfig,
     pub seed: Option<u64>,
     pub log_level: Option<String>,
@@ -513,6 +540,23 @@ impl Config {
             .unwrap_or_else(|| "tun0".into());
         check_iface_name("tun", &tun_name)?;
 
+        let offload = !args.no_offload && file.dataplane.offload.unwrap_or(true);
+        let busy_poll_us = args
+            .busy_poll_us
+            .map(i128::from)
+            .or(file.dataplane.busy_poll_us.map(i128::from))
+            .unwrap_or(crate::dataplane::BUSY_POLL.as_micros() as i128);
+        if !(0..=i128::from(MAX_BUSY_POLL_US)).contains(&busy_poll_us) {
+            let problem = format!("{busy_poll_us} is out of range");
+            let fix =
+                format!("use 0 (off) to {MAX_BUSY_POLL_US} microseconds; 50 is a usual value");
+            return Err(if args.busy_poll_us.is_some() {
+                flag_err("busy-poll-us", problem, fix)
+            } else {
+                field_err("dataplane.busy_poll_us", problem, fix)
+            });
+        }
+
         let routing = file.routing.validate(args.table)?;
         file.upnp
             .validate()
@@ -534,6 +578,8 @@ impl Config {
             pcap_lan: args.pcap_lan.clone().or(file.capture.lan),
             pcap_wan: args.pcap_wan.clone().or(file.capture.wan),
             tun_name,
+            offload,
+            busy_poll: Duration::from_micros(busy_poll_us as u64),
             routing,
             seed: args.seed.or(file.seed),
             log_level: args.log_level.clone().or(file.log_level),
@@ -960,6 +1006,28 @@ mod tests {
             "config field \"nat.timeouts.udp\": expected seconds > 0 and <= 604800, got -5; \
              set e.g. udp = 120"
         );
+    }
+
+    #[test]
+    fn dataplane_switches_come_from_file_and_flags() {
+        let c = merge_text(&args(&[]), "").unwrap();
+        assert!(c.offload);
+        assert_eq!(c.busy_poll, crate::dataplane::BUSY_POLL);
+        let c = merge_text(
+            &args(&[]),
+            "[dataplane]\noffload = false\nbusy_poll_us = 50\n",
+        )
+        .unwrap();
+        assert!(!c.offload);
+        assert_eq!(c.busy_poll, Duration::from_micros(50));
+        let c = merge_text(&args(&["--no-offload", "--busy-poll-us", "7"]), "").unwrap();
+        assert!(!c.offload);
+        assert_eq!(c.busy_poll, Duration::from_micros(7));
+        let e = merge_text(&args(&[]), "[dataplane]\nbusy_poll_us = -1\n").unwrap_err();
+        assert_eq!(e.field, "config field \"dataplane.busy_poll_us\"", "{e}");
+        assert!(e.fix.contains("10000"), "{e}");
+        let e = merge_text(&args(&["--busy-poll-us", "20000"]), "").unwrap_err();
+        assert_eq!(e.field, "option --busy-poll-us", "{e}");
     }
 
     #[test]

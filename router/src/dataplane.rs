@@ -33,7 +33,8 @@ pub const MAX_SLEEP: Duration = Duration::from_millis(100);
 /// Documentation/admin-guide/sysctl/net.rst), but on the 2-core lab machine a spinning thread
 /// takes the core the endpoints need: UDP request/response p50 measured 41 µs without it and
 /// 82 µs with 50 µs (median of 10 runs each, under load), so it is off unless
-/// `ROUTER_BUSY_POLL_US=N` asks for it (worth trying on a box with cores to spare).
+/// `[dataplane] busy_poll_us` or `--busy-poll-us` asks for it (worth trying on a box with cores
+/// to spare).
 pub const BUSY_POLL: Duration = Duration::ZERO;
 /// How often capture files are flushed.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
@@ -118,13 +119,15 @@ fn prefix_mask(len: u8) -> u32 {
 }
 
 /// Runs until the TUN's waker fires or reading fails. Flushes the capture before returning.
+/// `busy_poll`: how long to keep looking for packets after the last one ([`BUSY_POLL`]).
 pub fn run(
     tun: &Tun,
     nat: &Mutex<Nat>,
     capture: &mut Capture,
     stats: &ShellStats,
+    busy_poll: Duration,
 ) -> io::Result<()> {
-    let result = run_loop(tun, nat, capture, stats);
+    let result = run_loop(tun, nat, capture, stats, busy_poll);
     if let Err(e) = capture.flush() {
         warn!("capture: flush failed: {e}");
     }
@@ -136,13 +139,13 @@ fn run_loop(
     nat: &Mutex<Nat>,
     capture: &mut Capture,
     stats: &ShellStats,
+    busy_poll: Duration,
 ) -> io::Result<()> {
     let hlen = tun.vnet_hdr_len();
     // The virtio header, then the largest IPv4 packet (a GSO super-packet included).
     let mut buf = vec![0u8; hlen + MAX_PACKET];
     let mut deadline = lock(nat).next_deadline();
     let mut last_flush = Instant::now();
-    let busy_poll = busy_poll_from_env();
     let mut last_packet: Option<Instant> = None;
     loop {
         let now = Instant::now();
@@ -196,14 +199,6 @@ fn run_loop(
 /// Packets dropped because the kernel marked them GSO with a checksum the engine cannot keep
 /// partial (never seen; only the first few are logged).
 static ODD_OFFLOAD_DROPS: AtomicU64 = AtomicU64::new(0);
-
-/// [`BUSY_POLL`], or `ROUTER_BUSY_POLL_US` microseconds when set.
-fn busy_poll_from_env() -> Duration {
-    std::env::var("ROUTER_BUSY_POLL_US")
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map_or(BUSY_POLL, Duration::from_micros)
-}
 
 /// One frame read from the TUN: `hlen` bytes of virtio header (0 without offloads), then the
 /// packet.

@@ -237,7 +237,7 @@ async fn run(config: Config, hint: String) -> Result<()> {
         routing::cleanup_stale(&config.routing, &config.tun_name)?;
     }
     routing::check_clean(&config.routing, &config.tun_name, &hint)?;
-    let tun = Tun::create(&config.tun_name)?;
+    let tun = Tun::open(&config.tun_name, config.offload)?;
     info!("setup: created TUN device {}", tun.name());
     let recipe = Recipe::install(RecipeParams {
         routing: config.routing.clone(),
@@ -259,9 +259,10 @@ async fn run(config: Config, hint: String) -> Result<()> {
         .name("dataplane".into())
         .spawn({
             let (tun, nat, stats) = (tun.clone(), nat.clone(), stats.clone());
+            let busy_poll = config.busy_poll;
             move || {
                 let _notify = NotifyOnDrop(Some(done_tx));
-                dataplane::run(&tun, &nat, &mut capture, &stats)
+                dataplane::run(&tun, &nat, &mut capture, &stats, busy_poll)
             }
         })
         .context("cannot start the dataplane thread")?;

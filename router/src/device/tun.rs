@@ -18,10 +18,10 @@
 //!
 //! We write each packet back with the header it came with (the NAT keeps header lengths, so
 //! `hdr_len`/`csum_start`/`csum_offset` stay right), and a zero header (no offload) for the
-//! packets we make. [`Tun::create`] asks for all of it and falls back step by step
+//! packets we make. [`Tun::open`] asks for all of it and falls back step by step
 //! (USO needs Linux 6.2; an old kernel may refuse `TUNSETOFFLOAD` or `TUNSETVNETLE`, then the
-//! device is reopened without the header). `ROUTER_TUN_OFFLOAD=0` in the environment turns
-//! offloads off.
+//! device is reopened without the header). `[dataplane] offload = false` (or `--no-offload`)
+//! turns offloads off.
 //!
 //! The device is opened with a few libc calls (open, the TUNSET* ioctls, poll(2), eventfd(2));
 //! the ioctls are the only `unsafe` here besides the syscalls on our own descriptors.
@@ -48,9 +48,6 @@ pub const VNET_HDR_LEN: usize = 10;
 pub const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
 /// `virtio_net_hdr.gso_type`: not a GSO packet.
 pub const VIRTIO_NET_HDR_GSO_NONE: u8 = 0;
-
-/// The environment variable that turns offloads off when set to `0`.
-pub const OFFLOAD_ENV: &str = "ROUTER_TUN_OFFLOAD";
 
 /// The `TUNSETOFFLOAD` flag sets tried in order, most first (linux/if_tun.h). The kernel
 /// refuses a set with any flag it does not know (`tun_set_offload`: "a way to test for new
@@ -159,13 +156,8 @@ struct IfReq {
 
 impl Tun {
     /// Creates the TUN device `name` in the current network namespace (needs CAP_NET_ADMIN),
-    /// with every offload the kernel accepts unless `ROUTER_TUN_OFFLOAD=0`. Logs what it got.
-    pub fn create(name: &str) -> io::Result<Tun> {
-        let want = std::env::var(OFFLOAD_ENV).map_or(true, |v| v.trim() != "0");
-        Tun::open(name, want)
-    }
-
-    /// Creates the TUN device `name`, with offloads (falling back to none) or without.
+    /// with every offload the kernel accepts (falling back to none) or without. Logs what it
+    /// got.
     pub fn open(name: &str, offload: bool) -> io::Result<Tun> {
         if offload {
             match Tun::open_with(name, true) {
