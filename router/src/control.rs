@@ -257,10 +257,13 @@ where
             ),
         },
         (&Method::GET, ["metrics"]) => {
-            let text = {
+            let mut text = {
                 let nat = lock(&state.nat);
                 metrics::render(nat.counters(), nat.session_count(), &state.shell.snapshot())
             };
+            if let Some(d) = &state.dhcp {
+                metrics::render_dhcp(&mut text, &d.stats());
+            }
             respond(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
@@ -824,6 +827,9 @@ mod tests {
             let v: Value = serde_json::from_str(&body).unwrap();
             assert_eq!(v["dhcp"]["stats"]["pool_start"], "192.168.1.100");
             assert_eq!(v["dhcp"]["stats"]["dropped_total"], 0);
+            let (code, body) = call(&s, "GET", "/metrics", "").await;
+            assert_eq!(code, StatusCode::OK);
+            assert!(body.contains("router_dhcp_leases_bound 0\n"), "{body}");
         });
     }
 

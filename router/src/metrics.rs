@@ -147,6 +147,59 @@ pub fn render(c: &Counters, sessions_active: usize, shell: &ShellSnapshot) -> St
     o
 }
 
+/// Appends the DHCP server's families (RFC 2131 message kinds, drops by reason, bound leases).
+pub fn render_dhcp(o: &mut String, d: &crate::dhcp::DhcpStats) {
+    family(
+        o,
+        "router_dhcp_messages_total",
+        "counter",
+        "DHCP messages: received from clients, and replies sent by kind (RFC 2131 section 4.3).",
+    );
+    for (kind, v) in [
+        ("received", d.received),
+        ("offer", d.offered),
+        ("ack", d.acked),
+        ("nak", d.nacked),
+        ("decline", d.declined),
+        ("release", d.released),
+        ("inform", d.informed),
+    ] {
+        let _ = writeln!(o, "router_dhcp_messages_total{{kind=\"{kind}\"}} {v}");
+    }
+    family(
+        o,
+        "router_dhcp_drops_total",
+        "counter",
+        "DHCP messages dropped without an answer, by reason.",
+    );
+    for (reason, v) in &d.dropped {
+        let _ = writeln!(o, "router_dhcp_drops_total{{reason=\"{reason}\"}} {v}");
+    }
+    family(
+        o,
+        "router_dhcp_errors_total",
+        "counter",
+        "DHCP replies that could not be sent, and lease-file writes that failed.",
+    );
+    let _ = writeln!(
+        o,
+        "router_dhcp_errors_total{{op=\"send\"}} {}",
+        d.send_errors
+    );
+    let _ = writeln!(
+        o,
+        "router_dhcp_errors_total{{op=\"persist\"}} {}",
+        d.persist_errors
+    );
+    family(
+        o,
+        "router_dhcp_leases_bound",
+        "gauge",
+        "Leases currently bound (not expired, not released).",
+    );
+    let _ = writeln!(o, "router_dhcp_leases_bound {}", d.bound);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,7 +215,28 @@ mod tests {
             sessions_created: 4,
             ..Counters::default()
         };
-        let text = render(&c, 5, &ShellSnapshot::default());
+        let mut text = render(&c, 5, &ShellSnapshot::default());
+        let dhcp = crate::dhcp::DhcpStats {
+            received: 9,
+            offered: 2,
+            acked: 2,
+            nacked: 1,
+            declined: 0,
+            released: 1,
+            informed: 0,
+            dropped_total: 3,
+            dropped: [("not_bootrequest", 3)].into_iter().collect(),
+            send_errors: 0,
+            persist_errors: 0,
+            bound: 1,
+            pool_start: std::net::Ipv4Addr::new(192, 168, 1, 100),
+            pool_end: std::net::Ipv4Addr::new(192, 168, 1, 199),
+            lease_time: 3600,
+        };
+        render_dhcp(&mut text, &dhcp);
+        assert!(text.contains("router_dhcp_messages_total{kind=\"ack\"} 2\n"));
+        assert!(text.contains("router_dhcp_drops_total{reason=\"not_bootrequest\"} 3\n"));
+        assert!(text.contains("router_dhcp_leases_bound 1\n"));
         assert!(text.contains("router_packets_total{direction=\"out\"} 3\n"));
         assert!(text.contains("router_packets_total{direction=\"hairpin\"} 1\n"));
         assert!(text.contains("router_bytes_total{direction=\"in\"} 200\n"));
