@@ -9,9 +9,9 @@
       Send datagrams in order (50 ms apart), each from its SRC_ADDR:SRC_PORT (0 = any port).
   udp.py echo ADDR PORT
       Echo server: answer every datagram with "PAYLOAD FROM_ADDR:FROM_PORT" (what it saw).
-  udp.py ask SRC_PORT DST_ADDR DST_PORT PAYLOAD
+  udp.py ask SRC_PORT DST_ADDR DST_PORT PAYLOAD [SECONDS]
       Send and print the reply; resend every 0.5 s (the server may still be starting); exit 1
-      after 10 s without one.
+      after SECONDS (default 10) without one.
 """
 import socket
 import sys
@@ -62,11 +62,11 @@ def echo(addr, port):
         s.sendto(data + f" {a}:{p}".encode(), (a, p))
 
 
-def ask(sport, dst, dport, payload):
+def ask(sport, dst, dport, payload, seconds=10.0):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("0.0.0.0", sport))
     s.settimeout(0.5)
-    for _ in range(20):
+    for _ in range(max(1, round(seconds / 0.5))):
         s.sendto(payload.encode(), (dst, dport))
         try:
             data, _ = s.recvfrom(65535)
@@ -100,7 +100,7 @@ def main(argv):
     elif cmd == "echo":
         echo(argv[2], int(argv[3]))
     elif cmd == "ask":
-        ask(int(argv[2]), argv[3], int(argv[4]), argv[5])
+        ask(int(argv[2]), argv[3], int(argv[4]), argv[5], *(float(a) for a in argv[6:7]))
     else:
         sys.exit(__doc__)
 
