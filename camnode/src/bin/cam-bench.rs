@@ -1,9 +1,18 @@
 //! `cam-bench`: the camera node's benchmark (issue 5).
 //!
 //! 1. JPEG encode time per frame at 640x480 and 1280x720: jpeg-encoder (ours) against
-//!    libjpeg-turbo measured in the same run on the same picture, written as PPM: `tjbench`
-//!    (in-process compression time) and `cjpeg` (whole process, start-up included). Debian:
-//!    `apt-get install libjpeg-turbo-progs`. Missing tools are reported, not fatal.
+//!    libjpeg-turbo measured in the same run on the same picture. The same settings on both
+//!    sides: quality, chroma subsampling (4:2:0 below quality 90, 4:4:4 from 90, as the camera
+//!    encodes), the accurate integer DCT (jpeg-encoder has only that one; tjbench would take the
+//!    fast one by default), baseline with the standard Huffman tables (neither side optimises
+//!    them or goes progressive). Ours is what the hub does: the synthetic source's YCbCr planes
+//!    into jpeg-encoder, one thread, the output buffer reused (tjbench reuses its own too); also
+//!    shown: ours from the RGB picture, and in strips on several threads. libjpeg-turbo gets the
+//!    same picture, rendered as RGB and written as PPM: `tjbench` (in-process compression time,
+//!    file reading excluded) from RGB, and from planar YUV (`-yuv`: its "compress from YUV" time,
+//!    the encoder alone without colour conversion; its chroma is already subsampled there, ours
+//!    still averages 2x2), and `cjpeg` as a whole process (start-up and file reading included). Debian: `apt-get install
+//!    libjpeg-turbo-progs`. Missing tools are reported, not fatal.
 //! 2. MJPEG fan-out on loopback with 1, 10 and 50 viewers: the real web service and frame hub
 //!    with the synthetic source; the viewers run in a child process (this binary with
 //!    `--client`), so the CPU time of this process (getrusage) is the server's alone. Reports
@@ -11,16 +20,17 @@
 //!    and CPU.
 //!
 //! `cargo run --release -p camnode --bin cam-bench -- [--seconds 5] [--fps 30] [--quality 80]
-//!  [--width 640 --height 480] [--viewers 1,10,50] [--encode-seconds 2]`
+//!  [--width 640 --height 480] [--viewers 1,10,50] [--encode-seconds 4] [--sizes 640x480,1280x720]`
+//!  (`--viewers 0` skips the fan-out, `--sizes ""` the encode part)
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use camnode::camera::jpeg::{encode_rgb, encode_rgb_parallel};
+use camnode::camera::jpeg::{self, Picture};
 use camnode::camera::synthetic::Synthetic;
-use camnode::camera::{FrameHub, HubSettings, RgbFrame};
+use camnode::camera::{FrameHub, HubSettings, RgbFrame, YcbcrFrame};
 use camnode::directory::{Directory, Reachability, Role};
 use camnode::web::{self, WebConfig, WebState};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,6 +46,7 @@ struct Opts {
     width: u32,
     height: u32,
     viewers: Vec<usize>,
+    sizes: Vec<(u32, u32)>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -49,10 +60,14 @@ fn main() -> anyhow::Result<()> {
         num_cpus(),
         cfg!(target_arch = "x86_64") && avx2()
     );
-    println!();
-    encode_bench(&opts)?;
-    println!();
-    fanout_bench(&opts)?;
+    if !opts.sizes.is_empty() {
+        println!();
+        encode_bench(&opts)?;
+    }
+    if !opts.viewers.is_empty() {
+        println!();
+        fanout_bench(&opts)?;
+    }
     Ok(())
 }
 
@@ -65,6 +80,7 @@ fn parse_opts(args: &[String]) -> anyhow::Result<Opts> {
         width: 640,
         height: 480,
         viewers: vec![1, 10, 50],
+        sizes: vec![(640, 480), (1280, 720)],
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -77,7 +93,21 @@ fn parse_opts(args: &[String]) -> anyhow::Result<Opts> {
             "--width" => o.width = value.parse()?,
             "--height" => o.height = value.parse()?,
             "--viewers" => {
-                o.viewers = value.split(',').map(str::parse).collect::<Result<_, _>>()?
+                o.viewers = value
+                    .split(',')
+                    .map(str::parse)
+                    .filter(|n| *n != Ok(0))
+                    .collect::<Result<_, _>>()?
+            }
+            "--sizes" => {
+                o.sizes = value
+                    .split(',')
+                    .filter(|v| !v.is_empty())
+                    .map(|v| {
+                        let (w, h) = v.split_once('x').context("--sizes WxH,WxH")?;
+                        Ok((w.parse()?, h.parse()?))
+                    })
+                    .collect::<anyhow::Result<_>>()?
             }
             other => bail!("unknown option {other}; see the top of camnode/src/bin/cam-bench.rs"),
         }
@@ -119,110 +149,194 @@ fn cpu_time(who: i32) -> Duration {
 const ROUNDS: u32 = 4;
 
 fn encode_bench(o: &Opts) -> anyhow::Result<()> {
+    let sampling = if o.quality < 90 { "4:2:0" } else { "4:4:4" };
     println!(
-        "JPEG encode, quality {}, 4:2:0, synthetic picture (time per frame, lower is better)",
+        "JPEG encode, quality {}, {sampling}, accurate DCT, baseline, standard Huffman tables, same synthetic picture",
         o.quality
     );
+    println!(
+        "(time per frame, lower is better; each figure the best of {ROUNDS} rounds taken in turns)"
+    );
     let threads = num_cpus().min(4);
-    println!(
-        "{:<10} {:>14} {:>16} {:>12} {:>22} {:>8} {:>8} {:>22}",
-        "size",
-        "jpeg-encoder",
-        format!("ours, {threads} strips"),
-        "JPEG bytes",
-        "libjpeg-turbo tjbench",
-        "ratio",
-        "ratio",
-        "cjpeg (whole process)"
-    );
-    println!(
-        "{:<10} {:>14} {:>16} {:>12} {:>22} {:>8} {:>8}",
-        "", "1 thread", "(as the hub)", "", "1 thread", "1 thr.", "strips"
-    );
+    let line = |cells: [&str; 10]| {
+        println!(
+            "{:<9} {:>11} {:>10} {:>10} {:>8} {:>11} {:>11} {:>9} {:>8} {:>8}",
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            cells[4],
+            cells[5],
+            cells[6],
+            cells[7],
+            cells[8],
+            cells[9]
+        )
+    };
+    let strips = format!("{threads} strips");
+    line([
+        "", "ours", "ours", "ours", "ours", "tjbench", "tjbench", "ratio", "ratio", "cjpeg",
+    ]);
+    line([
+        "size", "YCbCr in", "RGB in", &strips, "bytes", "RGB in", "YUV in", "YCbCr/", "YCbCr/",
+        "process",
+    ]);
+    line([
+        "",
+        "(the hub)",
+        "",
+        "YCbCr in",
+        "",
+        "",
+        "(no conv.)",
+        "tj RGB",
+        "tj YUV",
+        "",
+    ]);
     let dir = std::env::temp_dir().join(format!("cam-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    for (w, h) in [(640, 480), (1280, 720)] {
+    let mut renders = Vec::new();
+    for &(w, h) in &o.sizes {
+        // The same scene twice: as the camera renders it (YCbCr planes) and in RGB for the
+        // tools, which take RGB. The planes are exactly the RGB picture converted (a unit test
+        // checks it).
         let mut scene = Synthetic::new(w, h, "cam-bench", "camera 1");
-        let frame = scene.render(1.234, "12:34:56.7 UTC").clone();
+        let ycc = scene.render(1.234, "12:34:56.7 UTC").clone();
+        let rgb = Synthetic::new(w, h, "cam-bench", "camera 1").render_rgb(1.234, "12:34:56.7 UTC");
+        anyhow::ensure!(
+            ycc == YcbcrFrame::from_rgb(&rgb),
+            "the two renderings differ"
+        );
         let ppm = dir.join(format!("frame-{w}x{h}.ppm"));
-        write_ppm(&ppm, &frame)?;
-        // The machine may be shared: alternate the two encoders in rounds and keep each one's
-        // best round, so both see the same background load.
-        let round = o.encode_seconds / ROUNDS as f64;
-        let (mut ours, mut par, mut bytes, mut tj) = (
-            Duration::MAX,
-            Duration::MAX,
-            0,
+        write_ppm(&ppm, &rgb)?;
+        // The machine may be shared: alternate the encoders in rounds and keep each one's best
+        // round, so all see the same background load.
+        let round = o.encode_seconds / f64::from(ROUNDS);
+        let (mut ours, mut ours_rgb, mut par, mut bytes) =
+            (Duration::MAX, Duration::MAX, Duration::MAX, 0);
+        let (mut tj, mut tj_yuv) = (
+            Err(anyhow::anyhow!("not run")),
             Err(anyhow::anyhow!("not run")),
         );
+        let best = |new: anyhow::Result<(Duration, usize)>,
+                    old: anyhow::Result<(Duration, usize)>| match (new, old) {
+            (Ok(n), Ok(o)) => Ok(if n.0 < o.0 { n } else { o }),
+            (Ok(n), Err(_)) => Ok(n),
+            (Err(e), _) => Err(e),
+        };
         for _ in 0..ROUNDS {
-            let (t, b) = time_ours(&frame, o.quality, round, 1)?;
+            let (t, b) = time_ours(Picture::Ycbcr(&ycc), o.quality, round, 1)?;
             (ours, bytes) = (ours.min(t), b);
-            par = par.min(time_ours(&frame, o.quality, round, threads)?.0);
-            tj = match (tjbench(&ppm, o.quality, round, w, h), tj) {
-                (Ok(t), Ok(best)) => Ok(t.min(best)),
-                (Ok(t), Err(_)) => Ok(t),
-                (Err(e), _) => Err(e),
-            };
+            ours_rgb = ours_rgb.min(time_ours(Picture::Rgb(&rgb), o.quality, round, 1)?.0);
+            par = par.min(time_ours(Picture::Ycbcr(&ycc), o.quality, round, threads)?.0);
+            tj = best(tjbench(&ppm, o.quality, round, w, h, false), tj);
+            tj_yuv = best(tjbench(&ppm, o.quality, round, w, h, true), tj_yuv);
         }
         let cj = cjpeg(&ppm, o.quality, o.encode_seconds);
         let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
-        let (tj_text, ratio, ratio_par) = match &tj {
-            Ok(t) => (
-                ms(*t),
-                format!("{:.2}x", ours.as_secs_f64() / t.as_secs_f64()),
-                format!("{:.2}x", par.as_secs_f64() / t.as_secs_f64()),
-            ),
-            Err(e) => (format!("n/a ({e})"), "-".into(), "-".into()),
+        let ratio = |tj: &anyhow::Result<(Duration, usize)>| match tj {
+            Ok((t, _)) => format!("{:.2}x", ours.as_secs_f64() / t.as_secs_f64()),
+            Err(_) => "-".into(),
         };
-        let cj_text = match &cj {
-            Ok(t) => ms(*t),
-            Err(e) => format!("n/a ({e})"),
+        let tj_ms = |tj: &anyhow::Result<(Duration, usize)>| match tj {
+            Ok((t, _)) => ms(*t),
+            Err(_) => "n/a".into(),
         };
-        println!(
-            "{:<10} {:>14} {:>16} {:>12} {:>22} {:>8} {:>8} {:>22}",
-            format!("{w}x{h}"),
-            ms(ours),
-            ms(par),
-            bytes,
-            tj_text,
-            ratio,
-            ratio_par,
-            cj_text
-        );
+        line([
+            &format!("{w}x{h}"),
+            &ms(ours),
+            &ms(ours_rgb),
+            &ms(par),
+            &bytes.to_string(),
+            &tj_ms(&tj),
+            &tj_ms(&tj_yuv),
+            &ratio(&tj),
+            &ratio(&tj_yuv),
+            &cj.as_ref().map_or_else(|_| "n/a".into(), |t| ms(*t)),
+        ]);
+        for (what, e) in [
+            ("tjbench", tj.as_ref().err()),
+            ("tjbench -yuv", tj_yuv.as_ref().err()),
+            ("cjpeg", cj.as_ref().err()),
+        ] {
+            if let Some(e) = e {
+                println!("          {what}: {e:#}");
+            }
+        }
+        if let Ok((_, tj_bytes)) = &tj {
+            println!("          libjpeg-turbo's JPEG: {tj_bytes} bytes");
+        }
+        // Rendering the scene: YCbCr planes cost what RGB costs, so the colour conversion the
+        // encoder no longer does has not moved into the source.
+        let mut rgb_canvas = RgbFrame::new(w, h);
+        let (mut r_ycc, mut r_rgb) = (Duration::MAX, Duration::MAX);
+        for _ in 0..ROUNDS {
+            r_ycc = r_ycc.min(per_call(0.1, || {
+                std::hint::black_box(scene.render(2.0, "12:34:56.7 UTC"));
+            }));
+            r_rgb = r_rgb.min(per_call(0.1, || {
+                scene.render_into(&mut rgb_canvas, 2.0, "12:34:56.7 UTC");
+                std::hint::black_box(&rgb_canvas);
+            }));
+        }
+        renders.push(format!("{w}x{h}: YCbCr {} / RGB {}", ms(r_ycc), ms(r_rgb)));
     }
     let _ = std::fs::remove_dir_all(&dir);
     println!(
-        "ratio = our time per frame / libjpeg-turbo's, single-threaded and with strips (goal: at most 1.5x)"
+        "ratio = our time per frame (YCbCr in, 1 thread) / libjpeg-turbo's (1 thread); goal: at most 1.5x against tjbench from RGB"
     );
+    println!("rendering the synthetic scene: {}", renders.join(", "));
     Ok(())
 }
 
+/// Time per call of `f`, run for at least `seconds` (and 10 calls).
+fn per_call(seconds: f64, mut f: impl FnMut()) -> Duration {
+    f();
+    let start = Instant::now();
+    let mut n = 0u32;
+    while start.elapsed().as_secs_f64() < seconds || n < 10 {
+        f();
+        n += 1;
+    }
+    start.elapsed() / n
+}
+
+/// Our time per frame and JPEG size: one thread into a reused buffer, as tjbench does, or in
+/// strips as the hub does with `encode_threads` above 1.
 fn time_ours(
-    frame: &RgbFrame,
+    picture: Picture<'_>,
     quality: u8,
     seconds: f64,
     threads: usize,
 ) -> anyhow::Result<(Duration, usize)> {
-    let encode = |hint| {
-        if threads > 1 {
-            encode_rgb_parallel(frame, quality, threads, hint)
-        } else {
-            encode_rgb(frame, quality, hint)
-        }
-    };
+    // One thread: into `out`, cleared each time. Strips: a new buffer per frame as in the hub,
+    // sized by the last frame.
+    let mut out = Vec::new();
     let mut hint = 0;
+    let mut encode = || -> anyhow::Result<usize> {
+        hint = if threads > 1 {
+            jpeg::encode(picture, quality, threads, hint)?.len()
+        } else {
+            out.clear();
+            jpeg::encode_into(picture, quality, &mut out)?;
+            out.len()
+        };
+        Ok(hint)
+    };
+    let mut bytes = 0;
     for _ in 0..5 {
-        hint = encode(hint)?.len();
+        bytes = encode()?;
     }
-    let start = Instant::now();
-    let mut n = 0u32;
-    while start.elapsed().as_secs_f64() < seconds || n < 10 {
-        let out = encode(hint)?;
-        std::hint::black_box(&out);
-        n += 1;
+    let mut failed = None;
+    let t = per_call(seconds, || {
+        if let Err(e) = encode() {
+            failed = Some(e);
+        }
+    });
+    match failed {
+        Some(e) => Err(e),
+        None => Ok((t, bytes)),
     }
-    Ok((start.elapsed() / n, hint))
 }
 
 fn write_ppm(path: &std::path::Path, frame: &RgbFrame) -> std::io::Result<()> {
@@ -231,21 +345,26 @@ fn write_ppm(path: &std::path::Path, frame: &RgbFrame) -> std::io::Result<()> {
     std::fs::write(path, data)
 }
 
-/// libjpeg-turbo's own benchmark: compression only, RGB input, 4:2:0, Mpixels/s -> time/frame.
+/// libjpeg-turbo's own benchmark, compression only, in-process, with our settings (the accurate
+/// DCT, our subsampling): from the RGB picture, or with `yuv` its "compress from YUV" step alone
+/// (the planes made beforehand, untimed). Megapixels/s -> time per frame, and the JPEG's size.
 fn tjbench(
     ppm: &std::path::Path,
     quality: u8,
     seconds: f64,
     w: u32,
     h: u32,
-) -> anyhow::Result<Duration> {
+    yuv: bool,
+) -> anyhow::Result<(Duration, usize)> {
+    let subsamp = if quality < 90 { "420" } else { "444" };
     let out = Command::new("tjbench")
         .arg(ppm)
         .arg(quality.to_string())
         .args([
             "-rgb",
             "-subsamp",
-            "420",
+            subsamp,
+            "-accuratedct",
             "-componly",
             "-nowrite",
             "-quiet",
@@ -254,19 +373,31 @@ fn tjbench(
             "-benchtime",
         ])
         .arg(format!("{seconds}"))
+        .args(yuv.then_some("-yuv"))
         .stderr(Stdio::null())
         .output()
         .context("tjbench not found (apt-get install libjpeg-turbo-progs)")?;
     let text = String::from_utf8_lossy(&out.stdout);
-    // "RGB  (TD)  4:2:0    80    640    480     111.7   4.479   N/A"
-    let mpix: f64 = text
+    // "RGB  (TD)  4:2:0    80    640    480     111.7   4.479   N/A": Mpixels/s, ratio;
+    // with -yuv: "... 640  480  1128  363.4  43.58  N/A": encode YUV, compress from YUV, ratio.
+    let fields: Vec<f64> = text
         .lines()
         .find(|l| l.trim_start().starts_with("RGB"))
-        .and_then(|l| l.split_whitespace().nth(6))
-        .and_then(|v| v.parse().ok())
-        .context("unexpected tjbench output")?;
-    Ok(Duration::from_secs_f64(
-        f64::from(w) * f64::from(h) / 1e6 / mpix,
+        .map(|l| {
+            l.split_whitespace()
+                .skip(6)
+                .map_while(|v| v.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let (mpix, ratio) = match (yuv, fields.as_slice()) {
+        (false, [mpix, ratio, ..]) | (true, [_, mpix, ratio, ..]) => (*mpix, *ratio),
+        _ => bail!("unexpected tjbench output: {text}"),
+    };
+    let pixels = f64::from(w) * f64::from(h);
+    Ok((
+        Duration::from_secs_f64(pixels / 1e6 / mpix),
+        (pixels * 3.0 / ratio).round() as usize,
     ))
 }
 
@@ -274,7 +405,9 @@ fn tjbench(
 fn cjpeg(ppm: &std::path::Path, quality: u8, seconds: f64) -> anyhow::Result<Duration> {
     let run = || -> anyhow::Result<()> {
         let status = Command::new("cjpeg")
-            .args(["-quality", &quality.to_string(), "-outfile", "/dev/null"])
+            .args(["-quality", &quality.to_string(), "-dct", "int"])
+            .args(["-sample", if quality < 90 { "2x2" } else { "1x1" }])
+            .args(["-outfile", "/dev/null"])
             .arg(ppm)
             .stderr(Stdio::null())
             .status()

@@ -1,6 +1,8 @@
 //! A tiny built-in 5x7 bitmap font for the synthetic picture and the "no signal" frame: printable
 //! ASCII letters, digits and common punctuation. Characters it does not know are drawn as `?`.
 
+use super::Canvas;
+#[cfg(test)]
 use super::RgbFrame;
 
 /// Glyph cell: 5 columns x 7 rows, drawn with one column and one row of spacing.
@@ -213,11 +215,18 @@ pub fn text_size(text: &str, scale: u32) -> (u32, u32) {
 
 /// Draw `text` with its top-left corner at (x, y), each font pixel a `scale` x `scale` block,
 /// clipped to the picture.
-pub fn draw_text(frame: &mut RgbFrame, x: i64, y: i64, scale: u32, text: &str, rgb: [u8; 3]) {
+pub fn draw_text<C: Canvas + ?Sized>(
+    frame: &mut C,
+    x: i64,
+    y: i64,
+    scale: u32,
+    text: &str,
+    rgb: [u8; 3],
+) {
     let s = i64::from(scale.max(1));
     for (i, c) in text.chars().enumerate() {
         let gx = x + i as i64 * i64::from(ADVANCE) * s;
-        if gx >= i64::from(frame.width) {
+        if gx >= i64::from(frame.width()) {
             break;
         }
         for (row, bits) in glyph(c).iter().enumerate() {
@@ -231,7 +240,14 @@ pub fn draw_text(frame: &mut RgbFrame, x: i64, y: i64, scale: u32, text: &str, r
 }
 
 /// Draw `text` on a dark box with a margin, for legibility over any background.
-pub fn draw_label(frame: &mut RgbFrame, x: i64, y: i64, scale: u32, text: &str, rgb: [u8; 3]) {
+pub fn draw_label<C: Canvas + ?Sized>(
+    frame: &mut C,
+    x: i64,
+    y: i64,
+    scale: u32,
+    text: &str,
+    rgb: [u8; 3],
+) {
     let (w, h) = text_size(text, scale);
     let m = i64::from(scale * 2);
     frame.fill_rect(

@@ -21,9 +21,9 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use super::jpeg::{self, encode_rgb_parallel};
-use super::ptz::crop_scale;
-use super::{FrameSource, Ptz, PtzSplit, RgbFrame, SourceFrame};
+use super::jpeg::{self, Picture};
+use super::ptz::{crop_scale, crop_scale_ycbcr};
+use super::{FrameSource, Ptz, PtzSplit, RgbFrame, SourceFrame, YcbcrFrame};
 
 /// Frame rate, JPEG quality and encoder threads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,7 +31,7 @@ pub struct HubSettings {
     pub fps: u32,
     pub quality: u8,
     /// Threads per encode: 1 = single-threaded; more cut pictures of at least 320x240 into strips
-    /// ([`jpeg::encode_rgb_parallel`]); 0 = one per core, at most 4.
+    /// ([`jpeg::encode`]); 0 = one per core, at most 4.
     pub encode_threads: usize,
 }
 
@@ -322,17 +322,20 @@ fn run(shared: &Shared, mut source: Box<dyn FrameSource>) {
     let (mut ptz_gen, mut label_gen) = (0, 0);
     let mut digital = Ptz::default();
     let mut scratch = RgbFrame::new(1, 1);
+    let mut scratch_ycc = YcbcrFrame::default();
     let mut xmap = Vec::new();
     let mut size_hint = 0;
     let mut logged_error = false;
-    // Large pictures may be encoded in strips on several threads (see `encode_rgb_parallel`).
+    // Large pictures may be encoded in strips on several threads (see `jpeg::encode`).
     let threads = shared.settings.encode_threads;
-    let threads_for = |f: &RgbFrame| {
-        if f.width * f.height >= 320 * 240 {
+    let encode = |picture: Picture<'_>, size_hint| {
+        let threads = if picture.width() * picture.height() >= 320 * 240 {
             threads
         } else {
             1
-        }
+        };
+        jpeg::encode(picture, quality, threads, size_hint)
+            .map(|jpeg| (jpeg, picture.width(), picture.height(), false))
     };
     loop {
         {
@@ -360,6 +363,15 @@ fn run(shared: &Shared, mut source: Box<dyn FrameSource>) {
             }
         }
         let result = match source.next_frame(due) {
+            SourceFrame::Ycbcr(frame) => {
+                let frame = if digital.is_identity() {
+                    frame
+                } else {
+                    crop_scale_ycbcr(frame, &digital, &mut scratch_ycc, &mut xmap);
+                    &scratch_ycc
+                };
+                encode(Picture::Ycbcr(frame), size_hint)
+            }
             SourceFrame::Rgb(frame) => {
                 let frame = if digital.is_identity() {
                     frame
@@ -367,8 +379,7 @@ fn run(shared: &Shared, mut source: Box<dyn FrameSource>) {
                     crop_scale(frame, &digital, &mut scratch, &mut xmap);
                     &scratch
                 };
-                encode_rgb_parallel(frame, quality, threads_for(frame), size_hint)
-                    .map(|jpeg| (jpeg, frame.width, frame.height, false))
+                encode(Picture::Rgb(frame), size_hint)
             }
             SourceFrame::Jpeg {
                 data,
@@ -378,8 +389,7 @@ fn run(shared: &Shared, mut source: Box<dyn FrameSource>) {
                 // Digital PTZ on a camera's JPEG: decode, crop, encode again.
                 Some(frame) => {
                     crop_scale(&frame, &digital, &mut scratch, &mut xmap);
-                    encode_rgb_parallel(&scratch, quality, threads_for(&scratch), size_hint)
-                        .map(|jpeg| (jpeg, scratch.width, scratch.height, false))
+                    encode(Picture::Rgb(&scratch), size_hint)
                 }
                 None => Ok((jpeg::with_huffman_tables(data), width, height, true)),
             },

@@ -11,16 +11,20 @@
 //! ```
 //!
 //! - [`FrameSource`] is the one interface every source implements: hand out the next picture,
-//!   either as RGB pixels ([`SourceFrame::Rgb`]) or as a JPEG the camera already encoded
+//!   as YCbCr planes ([`SourceFrame::Ycbcr`], what JPEG stores, so the encoder converts no
+//!   colours), as RGB pixels ([`SourceFrame::Rgb`]) or as a JPEG the camera already encoded
 //!   ([`SourceFrame::Jpeg`], a webcam's MJPEG, passed through untouched when no digital
 //!   pan/tilt/zoom is asked for).
 //! - [`synthetic::Synthetic`] draws a moving scene that differs per node, with the node's name and a
-//!   clock, using the bitmap font in [`font`].
+//!   clock, using the bitmap font in [`font`], straight into YCbCr planes ([`Canvas`] lets the same
+//!   drawing code paint RGB too).
 //! - `webcam::Webcam` (cargo feature `webcam`) captures through nokhwa/V4L2 in its own thread.
 //! - [`hub::FrameHub`] owns the source on its own thread, encodes each frame once and only while
 //!   someone watches, and shares the encoded bytes with every viewer.
-//! - [`jpeg`] wraps jpeg-encoder (SIMD on) and encodes large pictures in strips on several threads
-//!   joined with restart markers; [`ptz`] is digital pan/tilt/zoom (crop + scale).
+//! - [`jpeg`] wraps jpeg-encoder (SIMD on): YCbCr planes go in through its `ImageBuffer` trait
+//!   (2x2 chroma averaging for 4:2:0 done there), RGB through its own conversion; large pictures
+//!   can be encoded in strips on several threads joined with restart markers; [`ptz`] is digital
+//!   pan/tilt/zoom (crop + scale).
 
 pub mod font;
 pub mod hub;
@@ -82,10 +86,176 @@ impl RgbFrame {
     }
 }
 
+impl Canvas for RgbFrame {
+    fn width(&self) -> u32 {
+        self.width
+    }
+
+    fn height(&self) -> u32 {
+        self.height
+    }
+
+    fn fill_rect(&mut self, x: i64, y: i64, w: i64, h: i64, rgb: [u8; 3]) {
+        RgbFrame::fill_rect(self, x, y, w, h, rgb);
+    }
+
+    fn fill_sum(&mut self, rows: &[[u8; 3]], cols: &[[u8; 3]]) {
+        let stride = self.width as usize * 3;
+        for (line, base) in self.data.chunks_exact_mut(stride).zip(rows) {
+            for (px, add) in line.chunks_exact_mut(3).zip(cols) {
+                for c in 0..3 {
+                    px[c] = base[c].saturating_add(add[c]);
+                }
+            }
+        }
+    }
+}
+
+/// A picture in YCbCr as JPEG stores it (JFIF: ITU-R BT.601 coefficients, full range), planar
+/// and at full resolution: `y`, `cb` and `cr` each hold `width` x `height` samples, rows top to
+/// bottom without padding. The synthetic source draws in it directly, so no colour conversion runs
+/// per frame; the encoder averages the chroma planes 2x2 itself for 4:2:0.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct YcbcrFrame {
+    pub width: u32,
+    pub height: u32,
+    pub y: Vec<u8>,
+    pub cb: Vec<u8>,
+    pub cr: Vec<u8>,
+}
+
+/// The fixed-point RGB -> YCbCr coefficients, scaled by 2^16, and each plane's offset with the
+/// rounding term: exactly `jpeg_encoder::rgb_to_ycbcr`, split so that the conversion of a sum is
+/// the sum of the conversions (see [`YcbcrFrame::fill_sum`]).
+const YCC: [([i32; 3], i32); 3] = [
+    ([19595, 38470, 7471], 0x7FFF),
+    ([-11059, -21709, 32768], (128 << 16) + 0x7FFF),
+    ([32768, -27439, -5329], (128 << 16) + 0x7FFF),
+];
+
+fn ycc_linear(plane: usize, rgb: [u8; 3]) -> i32 {
+    let (k, _) = YCC[plane];
+    k[0] * i32::from(rgb[0]) + k[1] * i32::from(rgb[1]) + k[2] * i32::from(rgb[2])
+}
+
+impl YcbcrFrame {
+    /// A black picture.
+    pub fn new(width: u32, height: u32) -> YcbcrFrame {
+        let n = width as usize * height as usize;
+        YcbcrFrame {
+            width,
+            height,
+            y: vec![0; n],
+            cb: vec![128; n],
+            cr: vec![128; n],
+        }
+    }
+
+    /// Resize the planes (contents unspecified afterwards).
+    pub fn resize(&mut self, width: u32, height: u32) {
+        let n = width as usize * height as usize;
+        self.width = width;
+        self.height = height;
+        self.y.resize(n, 0);
+        self.cb.resize(n, 128);
+        self.cr.resize(n, 128);
+    }
+
+    /// The same picture converted from RGB (the conversion jpeg-encoder applies to RGB input).
+    pub fn from_rgb(rgb: &RgbFrame) -> YcbcrFrame {
+        let mut out = YcbcrFrame::new(rgb.width, rgb.height);
+        for (i, px) in rgb.data.chunks_exact(3).enumerate() {
+            (out.y[i], out.cb[i], out.cr[i]) = jpeg_encoder::rgb_to_ycbcr(px[0], px[1], px[2]);
+        }
+        out
+    }
+
+    fn planes_mut(&mut self) -> [&mut Vec<u8>; 3] {
+        [&mut self.y, &mut self.cb, &mut self.cr]
+    }
+}
+
+impl Canvas for YcbcrFrame {
+    fn width(&self) -> u32 {
+        self.width
+    }
+
+    fn height(&self) -> u32 {
+        self.height
+    }
+
+    fn fill_rect(&mut self, x: i64, y: i64, w: i64, h: i64, rgb: [u8; 3]) {
+        let x0 = x.clamp(0, self.width as i64) as usize;
+        let x1 = (x + w).clamp(0, self.width as i64) as usize;
+        let y0 = y.clamp(0, self.height as i64) as usize;
+        let y1 = (y + h).clamp(0, self.height as i64) as usize;
+        if x0 >= x1 {
+            return;
+        }
+        let (luma, cb, cr) = jpeg_encoder::rgb_to_ycbcr(rgb[0], rgb[1], rgb[2]);
+        let stride = self.width as usize;
+        for (plane, value) in self.planes_mut().into_iter().zip([luma, cb, cr]) {
+            for row in y0..y1 {
+                plane[row * stride + x0..row * stride + x1].fill(value);
+            }
+        }
+    }
+
+    /// The conversion is linear before its final rounding, so when no channel sum saturates,
+    /// the sample of `rows[y] + cols[x]` is `(row term + column term) >> 16`: one add per sample,
+    /// bit-exact with converting the RGB sum.
+    fn fill_sum(&mut self, rows: &[[u8; 3]], cols: &[[u8; 3]]) {
+        let (w, h) = (self.width as usize, self.height as usize);
+        if w == 0 {
+            return;
+        }
+        let (rows, cols) = (&rows[..h.min(rows.len())], &cols[..w.min(cols.len())]);
+        let max = |v: &[[u8; 3]], c: usize| v.iter().map(|p| u16::from(p[c])).max().unwrap_or(0);
+        if (0..3).any(|c| max(rows, c) + max(cols, c) > 255) {
+            // Some sums saturate: convert pixel by pixel.
+            for (y, base) in rows.iter().enumerate() {
+                for (x, add) in cols.iter().enumerate() {
+                    let px = [0, 1, 2].map(|c| base[c].saturating_add(add[c]));
+                    let (l, b, r) = jpeg_encoder::rgb_to_ycbcr(px[0], px[1], px[2]);
+                    (self.y[y * w + x], self.cb[y * w + x], self.cr[y * w + x]) = (l, b, r);
+                }
+            }
+            return;
+        }
+        let mut col_terms = vec![0i32; cols.len()];
+        for (p, plane) in self.planes_mut().into_iter().enumerate() {
+            for (t, add) in col_terms.iter_mut().zip(cols) {
+                *t = ycc_linear(p, *add);
+            }
+            for (line, base) in plane.chunks_exact_mut(w).zip(rows) {
+                let row_term = ycc_linear(p, *base) + YCC[p].1;
+                for (out, t) in line.iter_mut().zip(&col_terms) {
+                    *out = ((row_term + t) >> 16) as u8;
+                }
+            }
+        }
+    }
+}
+
+/// Something the synthetic scene and the font draw on: an RGB or a YCbCr picture. Colours are
+/// always given as RGB.
+pub trait Canvas {
+    fn width(&self) -> u32;
+    fn height(&self) -> u32;
+    /// Fill an axis-aligned rectangle, clipped to the picture.
+    fn fill_rect(&mut self, x: i64, y: i64, w: i64, h: i64, rgb: [u8; 3]);
+    /// Paint the pixel at (x, y) with `rows[y] + cols[x]`, per RGB channel, saturating (the
+    /// synthetic background: a vertical gradient plus a horizontal pattern). Pixels beyond either
+    /// slice are left alone.
+    fn fill_sum(&mut self, rows: &[[u8; 3]], cols: &[[u8; 3]]);
+}
+
 /// One picture from a source.
 #[derive(Debug)]
 pub enum SourceFrame<'a> {
-    /// Pixels to encode.
+    /// Pixels to encode, as YCbCr planes.
+    Ycbcr(&'a YcbcrFrame),
+    /// Pixels to encode, as RGB.
     Rgb(&'a RgbFrame),
     /// A JPEG the camera encoded itself (MJPEG), with its size.
     Jpeg {

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::RgbFrame;
+use super::{RgbFrame, YcbcrFrame};
 
 /// The largest zoom factor.
 pub const MAX_ZOOM: f32 = 8.0;
@@ -78,16 +78,48 @@ impl Ptz {
 pub fn crop_scale(src: &RgbFrame, ptz: &Ptz, dst: &mut RgbFrame, xmap: &mut Vec<usize>) {
     let (w, h) = (src.width, src.height);
     dst.resize(w, h);
-    let (x0, y0, cw, ch) = ptz.window(w, h);
+    let window = ptz.window(w, h);
+    map_columns(window, w, 3, xmap);
+    scale_plane(&src.data, &mut dst.data, window, (w, h), 3, xmap);
+}
+
+/// [`crop_scale`] for YCbCr planes: each plane is cropped and scaled the same way.
+pub fn crop_scale_ycbcr(src: &YcbcrFrame, ptz: &Ptz, dst: &mut YcbcrFrame, xmap: &mut Vec<usize>) {
+    let (w, h) = (src.width, src.height);
+    dst.resize(w, h);
+    let window = ptz.window(w, h);
+    map_columns(window, w, 1, xmap);
+    for (s, d) in [
+        (&src.y, &mut dst.y),
+        (&src.cb, &mut dst.cb),
+        (&src.cr, &mut dst.cr),
+    ] {
+        scale_plane(s, d, window, (w, h), 1, xmap);
+    }
+}
+
+/// For each output column, the byte offset of its source sample (nearest neighbour).
+fn map_columns((x0, _, cw, _): (u32, u32, u32, u32), w: u32, bpp: usize, xmap: &mut Vec<usize>) {
     xmap.clear();
-    xmap.extend((0..w as u64).map(|x| (x0 as u64 + x * cw as u64 / w as u64) as usize * 3));
-    let stride = w as usize * 3;
+    xmap.extend((0..w as u64).map(|x| (x0 as u64 + x * cw as u64 / w as u64) as usize * bpp));
+}
+
+/// Scale the window of a plane of `bpp` bytes per sample to the full `w` x `h`.
+fn scale_plane(
+    src: &[u8],
+    dst: &mut [u8],
+    (_, y0, _, ch): (u32, u32, u32, u32),
+    (w, h): (u32, u32),
+    bpp: usize,
+    xmap: &[usize],
+) {
+    let stride = w as usize * bpp;
     for y in 0..h as usize {
         let sy = y0 as usize + (y as u64 * ch as u64 / h as u64) as usize;
-        let srow = &src.data[sy * stride..(sy + 1) * stride];
-        let drow = &mut dst.data[y * stride..(y + 1) * stride];
-        for (d, &sx) in drow.chunks_exact_mut(3).zip(xmap.iter()) {
-            d.copy_from_slice(&srow[sx..sx + 3]);
+        let srow = &src[sy * stride..(sy + 1) * stride];
+        let drow = &mut dst[y * stride..(y + 1) * stride];
+        for (d, &sx) in drow.chunks_exact_mut(bpp).zip(xmap) {
+            d.copy_from_slice(&srow[sx..sx + bpp]);
         }
     }
 }
@@ -182,5 +214,21 @@ mod tests {
         assert!(dst.data.chunks(3).all(|p| p == [0, 0, 255]));
         crop_scale(&src, &Ptz::default(), &mut dst, &mut xmap);
         assert_eq!(dst, src);
+    }
+
+    #[test]
+    fn ycbcr_crop_scale_matches_rgb() {
+        let mut scene = crate::camera::synthetic::Synthetic::new(64, 48, "p", "ptz");
+        let rgb = scene.render_rgb(2.5, "c");
+        let ycc = YcbcrFrame::from_rgb(&rgb);
+        let ptz = Ptz {
+            pan: -0.3,
+            tilt: 0.8,
+            zoom: 3.0,
+        };
+        let (mut a, mut b, mut xmap) = (RgbFrame::new(1, 1), YcbcrFrame::default(), Vec::new());
+        crop_scale(&rgb, &ptz, &mut a, &mut xmap);
+        crop_scale_ycbcr(&ycc, &ptz, &mut b, &mut xmap);
+        assert_eq!(b, YcbcrFrame::from_rgb(&a));
     }
 }

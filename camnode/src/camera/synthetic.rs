@@ -1,12 +1,15 @@
 //! The synthetic source: a moving scene that needs no hardware. Colours, shapes and their paths
 //! come from a seed (the node id), so every node's picture looks different; the node's name and a
-//! UTC clock (HH:MM:SS.t) are drawn on it with the built-in font. Rendering is a few adds per pixel
-//! (a scrolling gradient, a handful of filled shapes, text): about a millisecond at 1280x720.
+//! UTC clock (HH:MM:SS.t) are drawn on it with the built-in font. The scene is drawn straight into
+//! YCbCr planes, what JPEG stores, so the encoder converts no colours: one add per sample for the
+//! background (a vertical gradient plus a scrolling pattern, see [`Canvas::fill_sum`]), then
+//! filled shapes and text. The same drawing code paints RGB ([`Synthetic::render_rgb`]), and the
+//! two agree exactly (`ycbcr_rendering_is_the_rgb_picture_converted`).
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::font::{draw_label, text_size};
-use super::{FrameSource, RgbFrame, SourceFrame};
+use super::{Canvas, FrameSource, RgbFrame, SourceFrame, YcbcrFrame};
 
 /// A shape bouncing around the picture.
 #[derive(Clone, Copy, Debug)]
@@ -26,7 +29,7 @@ struct Shape {
 /// The synthetic picture source.
 #[derive(Debug)]
 pub struct Synthetic {
-    frame: RgbFrame,
+    frame: YcbcrFrame,
     label: String,
     start: Instant,
     frames: u64,
@@ -36,7 +39,9 @@ pub struct Synthetic {
     bottom: [u8; 3],
     band: [u8; 3],
     band_speed: f64,
-    ramp: Vec<u8>,
+    /// Scratch for the background: each row's colour and each column's addition.
+    rows: Vec<[u8; 3]>,
+    cols: Vec<[u8; 3]>,
 }
 
 /// splitmix64: a tiny, well-mixed generator; all we need to turn a seed into a scene.
@@ -91,7 +96,7 @@ impl Synthetic {
         }
         let band_speed = 0.05 + 0.2 * unit();
         Synthetic {
-            frame: RgbFrame::new(width, height),
+            frame: YcbcrFrame::new(width, height),
             label: label.to_owned(),
             start: Instant::now(),
             frames: 0,
@@ -100,33 +105,51 @@ impl Synthetic {
             bottom,
             band,
             band_speed,
-            ramp: Vec::new(),
+            rows: Vec::new(),
+            cols: Vec::new(),
         }
     }
 
     /// Render the scene as it is `t` seconds after start, with `clock` as the time of day.
-    pub fn render(&mut self, t: f64, clock: &str) -> &RgbFrame {
+    pub fn render(&mut self, t: f64, clock: &str) -> &YcbcrFrame {
+        let mut frame = std::mem::take(&mut self.frame);
+        self.render_into(&mut frame, t, clock);
+        self.frame = frame;
+        &self.frame
+    }
+
+    /// The same scene as [`render`](Self::render), as an RGB picture (for tools that take RGB,
+    /// such as the benchmark's libjpeg-turbo runs).
+    pub fn render_rgb(&mut self, t: f64, clock: &str) -> RgbFrame {
+        let mut frame = RgbFrame::new(self.frame.width, self.frame.height);
+        self.render_into(&mut frame, t, clock);
+        frame
+    }
+
+    /// Draw the scene on any canvas (of any size: the scene scales with it).
+    pub fn render_into<C: Canvas>(&mut self, frame: &mut C, t: f64, clock: &str) {
         self.frames += 1;
-        let (w, h) = (self.frame.width as usize, self.frame.height as usize);
-        // A horizontal brightness ramp that scrolls with time: bands sweeping across the picture.
+        let (w, h) = (frame.width() as usize, frame.height() as usize);
+        // Background: a vertical gradient from `top` to `bottom`, plus a horizontal brightness
+        // ramp that scrolls with time (bands sweeping across the picture), capped per channel by
+        // `band` on red and green. The sums never saturate (channels below 0.45 * 255 plus
+        // at most 64), which keeps the YCbCr canvas on its exact one-add-per-sample path.
         let shift = t * self.band_speed;
-        self.ramp.clear();
-        self.ramp
-            .extend((0..w).map(|x| (tri(4.0 * (x as f64 / w as f64) + shift) * 64.0) as u8));
-        let stride = w * 3;
-        for y in 0..h {
+        self.cols.clear();
+        self.cols.extend((0..w).map(|x| {
+            let r = (tri(4.0 * (x as f64 / w as f64) + shift) * 64.0) as u8;
+            [r.min(self.band[0]), r.min(self.band[1]), r]
+        }));
+        self.rows.clear();
+        self.rows.extend((0..h).map(|y| {
             let f = y as f64 / h.max(1) as f64;
             let mut base = [0u8; 3];
             for ((b, top), bottom) in base.iter_mut().zip(self.top).zip(self.bottom) {
                 *b = (f64::from(top) * (1.0 - f) + f64::from(bottom) * f) as u8;
             }
-            let row = &mut self.frame.data[y * stride..(y + 1) * stride];
-            for (px, &r) in row.chunks_exact_mut(3).zip(&self.ramp) {
-                px[0] = base[0].saturating_add(r.min(self.band[0]));
-                px[1] = base[1].saturating_add(r.min(self.band[1]));
-                px[2] = base[2].saturating_add(r);
-            }
-        }
+            base
+        }));
+        frame.fill_sum(&self.rows, &self.cols);
         // Bouncing shapes.
         for s in &self.shapes {
             let size = (s.size * h as f64).max(2.0);
@@ -139,24 +162,22 @@ impl Synthetic {
                     let dy = row as f64 + 0.5 - cy;
                     let half = (r * r - dy * dy).max(0.0).sqrt();
                     let x0 = (cx - half).round() as i64;
-                    self.frame
-                        .fill_rect(x0, row, (cx + half).round() as i64 - x0, 1, s.rgb);
+                    frame.fill_rect(x0, row, (cx + half).round() as i64 - x0, 1, s.rgb);
                 }
             } else {
-                self.frame
-                    .fill_rect(x as i64, y as i64, size as i64, size as i64, s.rgb);
+                frame.fill_rect(x as i64, y as i64, size as i64, size as i64, s.rgb);
             }
         }
         // A sweeping scan line, one full sweep every 4 seconds.
         let sx = (tri(t / 2.0) * (w.saturating_sub(4)) as f64) as i64;
-        self.frame.fill_rect(sx, 0, 4, h as i64, [240, 240, 240]);
+        frame.fill_rect(sx, 0, 4, h as i64, [240, 240, 240]);
         // Name, clock and frame counter.
         let scale = (h as u32 / 120).max(1);
         let m = i64::from(scale * 4);
-        draw_label(&mut self.frame, m, m, scale, &self.label, [255, 255, 255]);
+        draw_label(frame, m, m, scale, &self.label, [255, 255, 255]);
         let (_, th) = text_size(clock, scale);
         draw_label(
-            &mut self.frame,
+            frame,
             m,
             h as i64 - m - i64::from(th),
             scale,
@@ -166,14 +187,13 @@ impl Synthetic {
         let counter = format!("#{}", self.frames);
         let (cw, _) = text_size(&counter, scale);
         draw_label(
-            &mut self.frame,
+            frame,
             w as i64 - m - i64::from(cw),
             h as i64 - m - i64::from(th),
             scale,
             &counter,
             [180, 220, 255],
         );
-        &self.frame
     }
 }
 
@@ -191,8 +211,8 @@ pub fn utc_clock(now: SystemTime) -> String {
 }
 
 /// Draw a "no signal" picture: dark grey, the message in the middle, the clock below it.
-pub fn draw_no_signal(frame: &mut RgbFrame, label: &str, message: &str, clock: &str) {
-    let (w, h) = (frame.width, frame.height);
+pub fn draw_no_signal<C: Canvas + ?Sized>(frame: &mut C, label: &str, message: &str, clock: &str) {
+    let (w, h) = (frame.width(), frame.height());
     frame.fill_rect(0, 0, i64::from(w), i64::from(h), [40, 40, 40]);
     let scale = (h / 60).max(1);
     let (tw, th) = text_size(message, scale);
@@ -237,7 +257,7 @@ impl FrameSource for Synthetic {
         }
         let t = self.start.elapsed().as_secs_f64();
         let clock = utc_clock(SystemTime::now());
-        SourceFrame::Rgb(self.render(t, &clock))
+        SourceFrame::Ycbcr(self.render(t, &clock))
     }
 
     fn set_label(&mut self, label: &str) {
@@ -249,11 +269,9 @@ impl FrameSource for Synthetic {
 mod tests {
     use super::*;
 
-    fn differing_pixels(a: &RgbFrame, b: &RgbFrame) -> usize {
-        a.data
-            .chunks(3)
-            .zip(b.data.chunks(3))
-            .filter(|(x, y)| x != y)
+    fn differing_pixels(a: &YcbcrFrame, b: &YcbcrFrame) -> usize {
+        (0..a.y.len())
+            .filter(|&i| (a.y[i], a.cb[i], a.cr[i]) != (b.y[i], b.cb[i], b.cr[i]))
             .count()
     }
 
@@ -262,7 +280,7 @@ mod tests {
         let mut s = Synthetic::new(320, 240, "node-a", "camera 1");
         let a = s.render(0.0, "00:00:00.0 UTC").clone();
         let b = s.render(0.5, "00:00:00.5 UTC").clone();
-        assert_eq!(a.data.len(), 320 * 240 * 3);
+        assert_eq!(a.y.len(), 320 * 240);
         assert!(
             differing_pixels(&a, &b) > 320 * 240 / 20,
             "{}",
@@ -295,6 +313,47 @@ mod tests {
         assert!(differing_pixels(&a, &b) > 0);
     }
 
+    /// The YCbCr planes are exactly what converting the RGB picture gives: the picture looks the
+    /// same as when it was drawn in RGB and converted by the encoder.
+    #[test]
+    fn ycbcr_rendering_is_the_rgb_picture_converted() {
+        for (w, h, seed) in [
+            (320, 240, "node-a"),
+            (640, 480, "cam-bench"),
+            (200, 152, "z"),
+        ] {
+            for t in [0.0, 1.234, 77.7] {
+                let ycc = Synthetic::new(w, h, seed, "camera 1")
+                    .render(t, "12:34:56.7 UTC")
+                    .clone();
+                let rgb = Synthetic::new(w, h, seed, "camera 1").render_rgb(t, "12:34:56.7 UTC");
+                assert!(ycc == YcbcrFrame::from_rgb(&rgb), "{w}x{h} {seed} t={t}");
+            }
+        }
+    }
+
+    #[test]
+    fn saturating_backgrounds_convert_exactly_too() {
+        let (rows, cols) = (
+            [[250, 10, 128], [0, 255, 3]],
+            [[10, 0, 200], [0, 0, 0], [255; 3]],
+        );
+        let mut rgb = RgbFrame::new(3, 2);
+        let mut ycc = YcbcrFrame::new(3, 2);
+        rgb.fill_sum(&rows, &cols);
+        ycc.fill_sum(&rows, &cols);
+        assert_eq!(ycc, YcbcrFrame::from_rgb(&rgb));
+        // Without saturation (the fast path), and on an empty picture.
+        let (rows, cols) = (
+            [[100, 20, 0], [0, 114, 5]],
+            [[63, 0, 64], [1, 2, 3], [0; 3]],
+        );
+        rgb.fill_sum(&rows, &cols);
+        ycc.fill_sum(&rows, &cols);
+        assert_eq!(ycc, YcbcrFrame::from_rgb(&rgb));
+        YcbcrFrame::new(0, 0).fill_sum(&rows, &cols);
+    }
+
     #[test]
     fn clock_format() {
         let t =
@@ -308,5 +367,6 @@ mod tests {
         s.render(3.3, "12:00:00.0 UTC");
         let mut f = RgbFrame::new(8, 8);
         draw_no_signal(&mut f, "cam", "NO SIGNAL", "c");
+        Synthetic::new(8, 8, "n", "x").render_rgb(1.0, "c");
     }
 }
