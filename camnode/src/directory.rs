@@ -14,6 +14,10 @@ pub enum Role {
     Representative,
     /// Holds another port and has told the representative (claim 6).
     Member,
+    /// Elected representative and taking the well-known port (Fig. 14). On a router that will
+    /// not let it delete the old holder's mapping (secure mode) this lasts until that mapping's
+    /// lease lapses; meanwhile the node keeps serving under its own port (`external_port`).
+    TakingOver,
 }
 
 impl Role {
@@ -22,6 +26,7 @@ impl Role {
             Role::Starting => "starting",
             Role::Representative => "representative",
             Role::Member => "member",
+            Role::TakingOver => "taking-over",
         }
     }
 }

@@ -6,7 +6,8 @@
 //!   within 5 s where the router lets the successor delete the old mapping;
 //! - (c) the first representative restarts: it joins as an ordinary node (no fight);
 //! - secure mode (our router refuses to delete another host's mapping): the successor gets
-//!   8080 once the dead holder's short lease lapses, within `representative_lease_seconds` + 3 s.
+//!   8080 once the dead holder's short lease lapses, within `representative_lease_seconds` + 3 s;
+//!   meanwhile it says `taking-over` and keeps answering under its own port from the internet.
 //!
 //! The measured times are printed (`cargo test -- --nocapture`). Processes are stopped only by
 //! the pid `Lab::spawn` returned (other labs run in parallel). Needs root; see
@@ -104,6 +105,18 @@ impl<'a> Cams<'a> {
         let (ok, out) = self.lab.try_sh(
             node,
             &format!("curl -s -m 1 http://{addr}:8080/status.json"),
+        );
+        if !ok {
+            return None;
+        }
+        serde_json::from_str(&out).ok()
+    }
+
+    /// `status.json` through the router's port `port`, from the internet side.
+    fn wan_status_at(&self, port: u64) -> Option<Value> {
+        let (ok, out) = self.lab.try_sh(
+            "inet",
+            &format!("curl -s -m 1 http://{}:{port}/status.json", self.wan),
         );
         if !ok {
             return None;
@@ -342,9 +355,20 @@ fn unplug(cams: &mut Cams<'_>, rep: usize, limit: Duration) {
         "the reconnected node listed",
         |v| v["lan_addr"] == new_addr.as_str() && is_rep(v) && peer_addrs(v).contains(&old),
     );
-    match cams.own_status(rep) {
-        Some(v) => assert_eq!(v["role"], "member", "{node} after reconnecting: {v}"),
-        None => panic!("{node} does not answer after reconnecting"),
+    // Listed (it answered the inquiries) as soon as it stood down; its member port follows a
+    // few router requests later.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match cams.own_status(rep) {
+            Some(v) if v["role"] == "member" => break,
+            Some(v) if Instant::now() >= deadline => {
+                panic!("{node} after reconnecting: {v}")
+            }
+            None if Instant::now() >= deadline => {
+                panic!("{node} does not answer after reconnecting")
+            }
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
     }
     println!(
         "  {node} reconnected: stood down, listed by {} after {t:.2?}",
@@ -390,7 +414,52 @@ fn rotation_behind_our_router_secure() {
     let first = bring_up(&mut cams);
     // The holder deletes its own mapping after its bye-bye: no lease to wait for.
     let (second, _) = graceful(&mut cams, first, Duration::from_secs(2));
-    let (third, _) = crash(&mut cams, second, Duration::from_secs(lease + 3));
+    // SIGKILL: the successor cannot delete the dead holder's mapping (606); while it waits for
+    // the lease it says so and keeps serving under its own port.
+    let start = Instant::now();
+    let old = cams.nodes[second].2.to_string();
+    cams.signal(second, libc::SIGKILL);
+    let mut seen = None;
+    while seen.is_none() && start.elapsed() < Duration::from_secs(lease) {
+        for i in (0..cams.nodes.len()).filter(|&i| i != second) {
+            if let Some(v) = cams.own_status(i).filter(|v| v["role"] == "taking-over") {
+                seen = Some((i, v));
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (succ, v) = seen.expect("a successor says taking-over while the old lease runs");
+    let own = v["ports"]["external"].as_u64().expect("its own port");
+    assert!(own > 8080, "{v}");
+    let from_wan = cams
+        .wan_status_at(own)
+        .expect("its own port answers from the internet");
+    assert_eq!(
+        from_wan["lan_addr"],
+        cams.nodes[succ].2.to_string().as_str()
+    );
+    println!(
+        "  {} says taking-over {:.2?} after the SIGKILL, answering on :{own} from the internet",
+        cams.nodes[succ].0,
+        start.elapsed()
+    );
+    let waiting_from = start.elapsed();
+    let (t, v) = cams.wait_wan(
+        Duration::from_secs(lease + 15),
+        "a new representative",
+        |v| is_rep(v) && v["lan_addr"] != old.as_str(),
+    );
+    let (third, _) = cams.rep_of(&v);
+    let t_all = waiting_from + t;
+    println!(
+        "  SIGKILL of {}: :8080 answers from {} after {t_all:.2?}",
+        cams.nodes[second].0, cams.nodes[third].0
+    );
+    assert!(
+        t_all < Duration::from_secs(lease + 3),
+        ":8080 took {t_all:?} after SIGKILL (lease {lease} s; {t:?} of waiting for it)"
+    );
     rejoin(&mut cams, first, third);
 }
 

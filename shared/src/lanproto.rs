@@ -5,7 +5,7 @@
 //! notice (claim 6), the representative's inquiry and the answers (claims 3, 4, embodiment 2),
 //! bye-bye (claim 13), presence inquiry (claim 15), identification / candidacy (claims 9, 10) and
 //! the rotation notice. Issue 5 defined the first two messages ([`MessageType::PortNotice`] and
-//! its acknowledgement); issue 6 added types 3-9 for collection by inquiry (embodiment 2) and the
+//! its acknowledgement); issue 6 added types 3-10 for collection by inquiry (embodiment 2) and the
 //! representative's rotation (embodiment 4, Fig. 11-14) without changing the header. The format
 //! is documented for humans in `docs/lan-protocol.md`.
 //!
@@ -70,6 +70,10 @@ pub mod tag {
     pub const ACKED_SEQUENCE: u8 = 5;
     /// The router's external IPv4 address as the sender knows it, 4 bytes.
     pub const EXTERNAL_ADDR: u8 = 6;
+    /// A node id (another node than the sender), u64.
+    pub const NODE_ID: u8 = 7;
+    /// An election term (another node's), u64.
+    pub const TERM: u8 = 8;
 }
 
 /// Message types; see `docs/lan-protocol.md`.
@@ -94,6 +98,10 @@ pub enum MessageType {
     Candidacy,
     /// 9: the winner holds the representative port now (Fig. 14), multicast.
     RotationNotice,
+    /// 10: a node heard two representatives: it tells each about the other (unicast), so the
+    /// one that loses the (term, node id) comparison stands down at once even when the two do
+    /// not hear each other.
+    Conflict,
 }
 
 impl MessageType {
@@ -109,6 +117,7 @@ impl MessageType {
             MessageType::PresenceAnswer => 7,
             MessageType::Candidacy => 8,
             MessageType::RotationNotice => 9,
+            MessageType::Conflict => 10,
         }
     }
 
@@ -124,6 +133,7 @@ impl MessageType {
             7 => Some(MessageType::PresenceAnswer),
             8 => Some(MessageType::Candidacy),
             9 => Some(MessageType::RotationNotice),
+            10 => Some(MessageType::Conflict),
             _ => None,
         }
     }
@@ -335,6 +345,20 @@ pub struct RotationNotice {
     pub external_addr: Option<Ipv4Addr>,
 }
 
+/// "There is another representative": sent by a node that heard two, to each of them, about
+/// the other. The receiver compares (term, node id) with its own: a higher term wins, then the
+/// lower node id; the loser stands down, the winner tells the loser directly and makes sure the
+/// router maps the representative port to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// The other representative's node id.
+    pub node_id: u64,
+    /// The other representative's term.
+    pub term: u64,
+    /// The other representative's LAN address (the protocol port is the group's).
+    pub lan_addr: Ipv4Addr,
+}
+
 /// The typed body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {
@@ -356,6 +380,8 @@ pub enum Body {
     Candidacy(Candidacy),
     /// [`MessageType::RotationNotice`].
     RotationNotice(RotationNotice),
+    /// [`MessageType::Conflict`].
+    Conflict(Conflict),
 }
 
 impl Body {
@@ -371,6 +397,7 @@ impl Body {
             Body::PresenceAnswer(_) => MessageType::PresenceAnswer,
             Body::Candidacy(_) => MessageType::Candidacy,
             Body::RotationNotice(_) => MessageType::RotationNotice,
+            Body::Conflict(_) => MessageType::Conflict,
         }
     }
 }
@@ -387,6 +414,12 @@ pub struct Repr {
 fn ipv4(t: u8, v: &[u8]) -> Result<Ipv4Addr, Error> {
     <[u8; 4]>::try_from(v)
         .map(Ipv4Addr::from)
+        .map_err(|_| Error::InvalidField(t))
+}
+
+fn u64_field(t: u8, v: &[u8]) -> Result<u64, Error> {
+    <[u8; 8]>::try_from(v)
+        .map(u64::from_be_bytes)
         .map_err(|_| Error::InvalidField(t))
 }
 
@@ -412,6 +445,8 @@ struct Fields {
     external_port: Option<u16>,
     acked_sequence: Option<u64>,
     external_addr: Option<Ipv4Addr>,
+    node_id: Option<u64>,
+    term: Option<u64>,
 }
 
 impl Fields {
@@ -433,10 +468,9 @@ impl Fields {
                 tag::LAN_ADDR => f.lan_addr = Some(ipv4(t, v)?),
                 tag::INTERNAL_PORT => f.internal_port = Some(port(t, v)?),
                 tag::EXTERNAL_PORT => f.external_port = Some(port(t, v)?),
-                tag::ACKED_SEQUENCE => {
-                    let a = <[u8; 8]>::try_from(v).map_err(|_| Error::InvalidField(t))?;
-                    f.acked_sequence = Some(u64::from_be_bytes(a));
-                }
+                tag::ACKED_SEQUENCE => f.acked_sequence = Some(u64_field(t, v)?),
+                tag::NODE_ID => f.node_id = Some(u64_field(t, v)?),
+                tag::TERM => f.term = Some(u64_field(t, v)?),
                 tag::EXTERNAL_ADDR => f.external_addr = Some(ipv4(t, v)?),
                 // Unknown tags: a later revision of version 1 added them; skip.
                 _ => {}
@@ -517,6 +551,11 @@ impl Repr {
                     .ok_or(Error::MissingField(tag::EXTERNAL_PORT))?,
                 external_addr: f.external_addr,
             }),
+            MessageType::Conflict => Body::Conflict(Conflict {
+                node_id: need(f.node_id, tag::NODE_ID)?,
+                term: need(f.term, tag::TERM)?,
+                lan_addr: f.lan_addr.ok_or(Error::MissingField(tag::LAN_ADDR))?,
+            }),
         };
         Ok(Repr { header, body })
     }
@@ -562,6 +601,11 @@ impl Repr {
             Body::RotationNotice(r) => {
                 push_tlv(&mut b, tag::EXTERNAL_PORT, &r.external_port.to_be_bytes());
                 ext_addr(&mut b, r.external_addr);
+            }
+            Body::Conflict(c) => {
+                push_tlv(&mut b, tag::NODE_ID, &c.node_id.to_be_bytes());
+                push_tlv(&mut b, tag::TERM, &c.term.to_be_bytes());
+                push_tlv(&mut b, tag::LAN_ADDR, &c.lan_addr.octets());
             }
         }
         b
@@ -694,6 +738,11 @@ mod tests {
                 external_port: 8080,
                 external_addr: ext,
             }),
+            Body::Conflict(Conflict {
+                node_id: 0x0123_4567_89ab_cdef,
+                term: 9,
+                lan_addr: Ipv4Addr::new(192, 168, 1, 103),
+            }),
         ];
         for body in bodies {
             let r = Repr {
@@ -748,6 +797,41 @@ mod tests {
                 ..
             })
         ));
+        bare[5] = 10;
+        assert_eq!(Repr::parse(&bare), Err(Error::MissingField(tag::NODE_ID)));
+    }
+
+    /// The Conflict fixture in docs/lan-protocol.md: node 2 tells node 1 (sequence 5, term 4)
+    /// that node 3, term 4, at 192.168.1.103 is a representative too.
+    #[test]
+    fn conflict_fixture() {
+        let r = Repr {
+            header: Header {
+                node_id: 2,
+                sequence: 5,
+                term: 4,
+            },
+            body: Body::Conflict(Conflict {
+                node_id: 3,
+                term: 4,
+                lan_addr: Ipv4Addr::new(192, 168, 1, 103),
+            }),
+        };
+        let bytes: &[u8] = &[
+            b'H', b'N', b'C', b'N', 1, 10, 0, 29, // magic, version, type 10, body length
+            0, 0, 0, 0, 0, 0, 0, 2, // node id
+            0, 0, 0, 0, 0, 0, 0, 5, // sequence
+            0, 0, 0, 0, 0, 0, 0, 4, // term
+            7, 0, 8, 0, 0, 0, 0, 0, 0, 0, 3, // NODE_ID 3
+            8, 0, 8, 0, 0, 0, 0, 0, 0, 0, 4, // TERM 4
+            2, 0, 4, 192, 168, 1, 103, // LAN_ADDR
+        ];
+        assert_eq!(r.emit(), bytes);
+        assert_eq!(Repr::parse(bytes), Ok(r));
+        // A wrong-size id is refused.
+        let mut bad = bytes.to_vec();
+        bad[34] = 7;
+        assert!(Repr::parse(&bad).is_err());
     }
 
     #[test]
@@ -798,7 +882,7 @@ mod tests {
         assert_eq!(Repr::parse(&NOTICE_BYTES[..20]), Err(Error::Truncated));
         assert_eq!(Repr::parse(&NOTICE_BYTES[..40]), Err(Error::Truncated));
         assert_eq!(Repr::parse(&set(4, 2)), Err(Error::UnknownVersion(2)));
-        assert_eq!(Repr::parse(&set(5, 10)), Err(Error::UnknownType(10)));
+        assert_eq!(Repr::parse(&set(5, 11)), Err(Error::UnknownType(11)));
         assert_eq!(Repr::parse(&set(5, 0)), Err(Error::UnknownType(0)));
         assert_eq!(
             Repr::parse(&vec![0u8; MAX_MESSAGE + 1]),
@@ -852,7 +936,7 @@ mod tests {
             let mut b: Vec<u8> = (0..len).map(|k| (x >> (k % 57)) as u8).collect();
             b[..4].copy_from_slice(&MAGIC);
             b[4] = VERSION;
-            b[5] = (x % 11) as u8;
+            b[5] = (x % 12) as u8;
             let _ = Repr::parse(&b);
         }
     }

@@ -8,15 +8,26 @@
 //! every 20 ms, each with a 1 s timeout); bring the departed node back as an ordinary node.
 //! Kinds: `graceful` (SIGTERM: bye-bye, claim 13), `kill` (SIGKILL: missed inquiries / presence
 //! inquiries, claims 14, 15), `cut` (`ip link set eth0 down` in the representative's namespace).
-//! Prints the median and worst per kind with the timer settings used. Needs root. The lab is
-//! removed on exit (also on Ctrl-C via `lab gc` the next time, as it records our pid).
+//! With `--rules`, the whole series is repeated for each succession rule (claims 10-12; the
+//! camnodes are restarted with `--succession RULE`). Prints one line per rule and kind (runs,
+//! median, worst, failed) with the timer settings used, and the same table as Markdown. Needs
+//! root. The lab is removed on exit (also on Ctrl-C via `lab gc` the next time, as it records
+//! our pid).
 //!
 //! ```text
 //! failover-bench [--router miniupnpd|ours] [--secure on|off] [--runs N]
-//!                [--kinds graceful,kill,cut] [-- CAMNODE_ARGS...]
+//!                [--kinds graceful,kill,cut] [--rules random,port-order,node-value]
+//!                [--wait-ms MIN[-MAX]] [-- CAMNODE_ARGS...]
 //! ```
+//! `--wait-ms` is how long the steady state lasts before each departure (default 500; a range
+//! picks uniformly at random): in secure mode the time to wait for the dead holder's lease
+//! depends on where in its renewal cycle it departs (renewed every half lease), and with the
+//! default the departure comes about 2 s after the holder took the port, near the worst case.
 //! `CAMNODE_ARGS` go to every camnode, e.g. `--inquiry-interval-ms 300` or
 //! `--representative-lease-seconds 6`.
+//!
+//! The `camnode` binary next to this one is used; under `cargo run` (the `CARGO` variable is
+//! set) it is built first with the same profile, so it is never older than its sources.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -34,6 +45,8 @@ struct Lab {
     wan: String,
     cams: Vec<Cam>,
     camnode_args: Vec<String>,
+    /// `--succession RULE`, or empty for the default.
+    rule_args: Vec<String>,
 }
 
 struct Cam {
@@ -74,6 +87,7 @@ impl Lab {
             .args(["--state-dir", &format!("/tmp/{}-{node}", self.prefix)])
             .args(["--source", "synthetic", "--fps", "2", "--width", "160"])
             .args(["--height", "120"])
+            .args(&self.rule_args)
             .args(&self.camnode_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -189,11 +203,41 @@ impl Kind {
     }
 }
 
+fn median_worst(times: &[Duration]) -> (String, String) {
+    let mut t = times.to_vec();
+    t.sort();
+    let ms =
+        |d: Option<&Duration>| d.map_or("-".into(), |d| format!("{:.0}", d.as_secs_f64() * 1e3));
+    // The median of an even count is the upper middle one.
+    (ms(t.get(t.len() / 2)), ms(t.last()))
+}
+
+/// Builds the camnode binary next to this one when run by cargo (same profile and target
+/// directory), so the bench never measures a stale node.
+fn build_camnode() -> anyhow::Result<()> {
+    let Some(cargo) = std::env::var_os("CARGO") else {
+        return Ok(());
+    };
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "-q", "-p", "camnode", "--bin", "camnode"]);
+    if !cfg!(debug_assertions) {
+        cmd.arg("--release");
+    }
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+    let status = cmd.status().context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo build -p camnode --bin camnode failed");
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let mut router = "miniupnpd".to_string();
     let mut secure = "off".to_string();
     let mut runs = 5usize;
     let mut kinds = vec![Kind::Graceful, Kind::Kill, Kind::Cut];
+    let mut rules: Vec<String> = Vec::new();
+    let mut wait_ms = (500u64, 500u64);
     let mut camnode_args = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -213,11 +257,37 @@ fn main() -> anyhow::Result<()> {
                     })
                     .collect::<anyhow::Result<_>>()?
             }
+            "--rules" => {
+                rules = v()?
+                    .split(',')
+                    .map(|r| match r {
+                        "random" | "port-order" | "node-value" => Ok(r.to_string()),
+                        other => bail!("unknown rule {other}: random, port-order, node-value"),
+                    })
+                    .collect::<anyhow::Result<_>>()?
+            }
+            "--wait-ms" => {
+                let w = v()?;
+                wait_ms = match w.split_once('-') {
+                    Some((a, b)) => (a.parse()?, b.parse()?),
+                    None => (w.parse()?, w.parse()?),
+                };
+                if wait_ms.0 > wait_ms.1 {
+                    bail!("--wait-ms {w}: MIN above MAX");
+                }
+            }
             "--" => camnode_args.extend(args.by_ref()),
             "-h" | "--help" => {
                 println!(
                     "failover-bench [--router miniupnpd|ours] [--secure on|off] [--runs N] \
-                     [--kinds graceful,kill,cut] [-- CAMNODE_ARGS...]"
+                     [--kinds graceful,kill,cut] [--rules random,port-order,node-value] \
+                     [--wait-ms MIN[-MAX]] [-- CAMNODE_ARGS...]\n\n\
+                     Measures how long http://<WAN>:8080/ is gone when the representative \
+                     departs (SIGTERM, SIGKILL, link cut), from the internet side, with 3 \
+                     camnodes in a fresh lab. --rules repeats the series for each succession \
+                     rule (default: the camnodes' configured rule). --wait-ms: the steady \
+                     state before each departure (default 500, a range picks at random). \
+                     Needs root."
                 );
                 return Ok(());
             }
@@ -228,6 +298,7 @@ fn main() -> anyhow::Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("needs root (network namespaces)");
     }
+    build_camnode()?;
     let exe = std::env::current_exe()?;
     let camnode = exe.with_file_name("camnode");
     if !camnode.exists() {
@@ -252,12 +323,18 @@ fn main() -> anyhow::Result<()> {
                 "presence_interval_ms",
                 "collision_window_ms",
                 "representative_lease_seconds",
+                "lease_seconds",
             ]
             .iter()
             .any(|k| l.starts_with(&format!("{k} ")))
         })
         .map(str::to_string)
         .collect();
+    let configured_rule = config
+        .lines()
+        .find_map(|l| l.strip_prefix("succession = "))
+        .map(|r| r.trim().trim_matches('"').to_string())
+        .unwrap_or_else(|| "random".into());
 
     let prefix = format!("fb{}", std::process::id() % 1_000_000);
     run(Command::new(&script)
@@ -273,6 +350,7 @@ fn main() -> anyhow::Result<()> {
         wan: String::new(),
         cams: Vec::new(),
         camnode_args,
+        rule_args: Vec::new(),
     };
     let wan = lab.sh(
         "rtr",
@@ -291,69 +369,89 @@ fn main() -> anyhow::Result<()> {
             child: None,
         });
     }
-    for i in 0..3 {
-        lab.start(i)?;
-        std::thread::sleep(Duration::from_millis(700));
-    }
 
     println!(
-        "failover-bench: router {router}, secure mode {secure}, {runs} runs per kind, 3 nodes"
+        "failover-bench: router {router}, secure mode {secure}, {runs} runs per kind, 3 nodes, \
+         departure {}-{} ms after the steady state",
+        wait_ms.0, wait_ms.1
     );
-    let mut results: Vec<(Kind, Vec<Duration>, usize)> = Vec::new();
-    for &kind in &kinds {
-        let mut times = Vec::new();
-        let mut failed = 0;
-        for run_no in 0..runs {
-            let rep = lab.steady()?;
-            std::thread::sleep(Duration::from_millis(500));
-            let old = lab.cams[rep].addr.clone();
-            let route = lab.sh(&lab.cams[rep].node.clone(), "ip route show default")?;
-            let start = Instant::now();
-            match kind {
-                Kind::Graceful => lab.signal(rep, libc::SIGTERM),
-                Kind::Kill => lab.signal(rep, libc::SIGKILL),
-                Kind::Cut => {
-                    lab.sh(&lab.cams[rep].node.clone(), "ip link set eth0 down")?;
-                }
-            }
-            let got = lab.wait_wan(start, Duration::from_secs(60), |v| {
-                v["role"] == "representative" && v["lan_addr"] != old.as_str()
-            });
-            match got {
-                Some((t, v)) => {
-                    let new = lab
-                        .rep_index(&v)
-                        .map_or("?".into(), |i| lab.cams[i].node.clone());
-                    println!(
-                        "  {} run {}: {} -> {new} in {:.0} ms",
-                        kind.name(),
-                        run_no + 1,
-                        lab.cams[rep].node,
-                        t.as_secs_f64() * 1e3
-                    );
-                    times.push(t);
-                }
-                None => {
-                    println!(
-                        "  {} run {}: no new representative within 60 s",
-                        kind.name(),
-                        run_no + 1
-                    );
-                    failed += 1;
-                }
-            }
-            // Bring the departed node back as an ordinary node.
-            if kind == Kind::Cut {
-                lab.signal(rep, libc::SIGKILL);
-                let node = lab.cams[rep].node.clone();
-                lab.sh(&node, "ip link set eth0 up")?;
-                if let Some(r) = route.lines().next().filter(|r| !r.trim().is_empty()) {
-                    lab.sh(&node, &format!("ip route replace {r}"))?;
-                }
-            }
-            lab.start(rep)?;
+    let series: Vec<Option<String>> = if rules.is_empty() {
+        vec![None]
+    } else {
+        rules.iter().cloned().map(Some).collect()
+    };
+    let mut results: Vec<(String, Kind, Vec<Duration>, usize)> = Vec::new();
+    for rule in &series {
+        // A fresh set of camnodes for each rule.
+        for i in 0..lab.cams.len() {
+            lab.signal(i, libc::SIGTERM);
         }
-        results.push((kind, times, failed));
+        lab.rule_args = rule
+            .as_ref()
+            .map(|r| vec!["--succession".to_string(), r.clone()])
+            .unwrap_or_default();
+        let rule_name = rule.clone().unwrap_or_else(|| configured_rule.clone());
+        println!("succession rule {rule_name}:");
+        for i in 0..lab.cams.len() {
+            lab.start(i)?;
+            std::thread::sleep(Duration::from_millis(700));
+        }
+        for &kind in &kinds {
+            let mut times = Vec::new();
+            let mut failed = 0;
+            for run_no in 0..runs {
+                let rep = lab.steady()?;
+                let wait = rand::random_range(wait_ms.0..=wait_ms.1);
+                std::thread::sleep(Duration::from_millis(wait));
+                let old = lab.cams[rep].addr.clone();
+                let route = lab.sh(&lab.cams[rep].node.clone(), "ip route show default")?;
+                let start = Instant::now();
+                match kind {
+                    Kind::Graceful => lab.signal(rep, libc::SIGTERM),
+                    Kind::Kill => lab.signal(rep, libc::SIGKILL),
+                    Kind::Cut => {
+                        lab.sh(&lab.cams[rep].node.clone(), "ip link set eth0 down")?;
+                    }
+                }
+                let got = lab.wait_wan(start, Duration::from_secs(60), |v| {
+                    v["role"] == "representative" && v["lan_addr"] != old.as_str()
+                });
+                match got {
+                    Some((t, v)) => {
+                        let new = lab
+                            .rep_index(&v)
+                            .map_or("?".into(), |i| lab.cams[i].node.clone());
+                        println!(
+                            "  {} run {}: {} -> {new} in {:.0} ms",
+                            kind.name(),
+                            run_no + 1,
+                            lab.cams[rep].node,
+                            t.as_secs_f64() * 1e3
+                        );
+                        times.push(t);
+                    }
+                    None => {
+                        println!(
+                            "  {} run {}: no new representative within 60 s",
+                            kind.name(),
+                            run_no + 1
+                        );
+                        failed += 1;
+                    }
+                }
+                // Bring the departed node back as an ordinary node.
+                if kind == Kind::Cut {
+                    lab.signal(rep, libc::SIGKILL);
+                    let node = lab.cams[rep].node.clone();
+                    lab.sh(&node, "ip link set eth0 up")?;
+                    if let Some(r) = route.lines().next().filter(|r| !r.trim().is_empty()) {
+                        lab.sh(&node, &format!("ip route replace {r}"))?;
+                    }
+                }
+                lab.start(rep)?;
+            }
+            results.push((rule_name.clone(), kind, times, failed));
+        }
     }
 
     println!();
@@ -363,21 +461,35 @@ fn main() -> anyhow::Result<()> {
     }
     println!();
     println!(
-        "{:<22} {:>5} {:>11} {:>11} {:>11}",
-        "departure", "runs", "median ms", "worst ms", "failed"
+        "{:<12} {:<22} {:>5} {:>11} {:>11} {:>7}",
+        "rule", "departure", "runs", "median ms", "worst ms", "failed"
     );
-    for (kind, mut times, failed) in results {
-        times.sort();
-        let ms = |d: Option<&Duration>| {
-            d.map_or("-".into(), |d| format!("{:.0}", d.as_secs_f64() * 1e3))
-        };
+    for (rule, kind, times, failed) in &results {
+        let (median, worst) = median_worst(times);
         println!(
-            "{:<22} {:>5} {:>11} {:>11} {:>11}",
+            "{:<12} {:<22} {:>5} {:>11} {:>11} {:>7}",
+            rule,
             kind.name(),
             times.len() + failed,
-            ms(times.get(times.len() / 2)),
-            ms(times.last()),
+            median,
+            worst,
             failed
+        );
+    }
+    println!();
+    println!("| router | secure | rule | departure | runs | median | worst |");
+    println!("|---|---|---|---|---|---|---|");
+    for (rule, kind, times, failed) in &results {
+        let (median, worst) = median_worst(times);
+        let failed = if *failed > 0 {
+            format!(" ({failed} failed)")
+        } else {
+            String::new()
+        };
+        println!(
+            "| {router} | {secure} | {rule} | {} | {}{failed} | {median} ms | {worst} ms |",
+            kind.name(),
+            times.len()
         );
     }
     Ok(())

@@ -33,12 +33,28 @@
 //!   forgets nodes that stop answering, refutes candidacies while it is alive, answers presence
 //!   inquiries.
 //!
-//! # Terms
+//! # Terms, and never two representatives for longer than a collision window
 //! Every takeover increments the term (the highest term heard plus one). Every message carries
 //! the sender's term; representatives' messages with a lower term than known are stale and
-//! ignored. A representative that hears another with a higher term (or the same term and a lower
-//! node id) stands down without fighting; one that hears a stale representative tells it the
-//! current term by unicast. Sequence numbers per sender drop duplicates and reordering.
+//! ignored. Of two representatives the one with the higher (term, then lower node id) wins:
+//! - the loser stands down without fighting as soon as it hears the winner (an inquiry, a
+//!   rotation notice, or a [`lanproto::Conflict`] about it), and tells the winner so (a
+//!   Conflict naming itself);
+//! - the winner that hears the loser answers it directly with a burst of unicast inquiries
+//!   (three copies a quarter collision window apart) and makes sure the router maps the port
+//!   to it ([`Event::Reclaim`]), and renews once more an inquiry interval later
+//!   ([`Event::Verify`]);
+//! - a node that hears two representatives tells each about the other (Conflict, unicast), so
+//!   the loser learns it even when the two do not hear each other;
+//! - a new representative announces itself with a burst of rotation notices (group, and the
+//!   representative it replaced by unicast: it may be alive after a detection caused by loss);
+//!   a candidacy goes twice to the group within the window and once to the replaced
+//!   representative, whose refutation (an inquiry) is a burst to the candidate.
+//!
+//! On a LAN that loses each datagram independently with probability `p`, a duplicate
+//! representative outlives one collision window only if every copy on every one of these paths
+//! is lost (about `p^6` for the replaced one alone); the simulation (`sim.rs`) checks the bound
+//! after every step. Sequence numbers per sender drop duplicates and reordering.
 
 #[cfg(test)]
 mod sim;
@@ -97,6 +113,11 @@ pub struct Settings {
     pub value_steps: u64,
     /// The representative forgets a node that has not answered for this long (default 5 s).
     pub member_timeout: Duration,
+    /// Copies of a message that must arrive within one collision window on a lossy LAN (the
+    /// new representative's rotation notice, a representative's answer to a rival, the
+    /// refutation of a candidacy): sent at once and then every quarter collision window
+    /// (default 3: at 0, 1/4 and 1/2 of the window). Each copy has its own sequence number.
+    pub burst: u32,
 }
 
 impl Default for Settings {
@@ -115,6 +136,7 @@ impl Default for Settings {
             value_slot: Duration::from_millis(40),
             value_steps: 8,
             member_timeout: Duration::from_secs(5),
+            burst: 3,
         }
     }
 }
@@ -149,6 +171,11 @@ impl Settings {
     /// last candidacy.
     pub fn rotation_wait(&self) -> Duration {
         self.inquiry_interval * 2 + self.collision_window
+    }
+
+    /// The spacing of the copies of a burst: a quarter collision window.
+    fn burst_gap(&self) -> Duration {
+        self.collision_window / 4
     }
 }
 
@@ -209,8 +236,11 @@ pub enum Event {
         /// The term of the one we yield to.
         term: u64,
     },
-    /// A stale representative took our port (its rotation notice had a lower term): take the
-    /// representative port back at once (delete its mapping, add ours).
+    /// We won a conflict with another representative (a rival of the same term, a stale one,
+    /// or one a node told us about with a [`lanproto::Conflict`]), which may hold the port at
+    /// the router: make sure the router maps the representative port to us (check it; if the
+    /// rival's, delete its mapping and add ours; where the router refuses that, ask again until
+    /// the rival, told to stand down, deletes its own mapping or its short lease lapses).
     Reclaim,
     /// Someone thinks we are gone (a candidacy while we hold the port): renew our mapping now;
     /// if the router refuses because another node holds it, call [`Election::lost_port`].
@@ -291,9 +321,12 @@ enum Timer {
     Rotation,
     /// Representative: the next inquiry; TakingOver: repeat the candidacy.
     Inquiry,
+    /// Representative: renew the port again after refuting a candidacy (a candidate that
+    /// committed before it heard us may have deleted our mapping and then stood down).
+    Reverify,
 }
 
-const TIMERS: [Timer; 7] = [
+const TIMERS: [Timer; 8] = [
     Timer::Silence,
     Timer::Presence,
     Timer::PresenceDeadline,
@@ -301,6 +334,7 @@ const TIMERS: [Timer; 7] = [
     Timer::Window,
     Timer::Rotation,
     Timer::Inquiry,
+    Timer::Reverify,
 ];
 
 /// Counters, for tests and the status page.
@@ -316,6 +350,10 @@ pub struct Stats {
     pub collisions: u64,
     /// Takeovers won.
     pub won: u64,
+    /// Conflict messages sent (two representatives heard, each told about the other).
+    pub conflicts_sent: u64,
+    /// Times this node stood down for another representative.
+    pub stood_down: u64,
 }
 
 /// The election state machine. See the module docs.
@@ -340,6 +378,15 @@ pub struct Election {
     collided_at: Option<Instant>,
     /// TakingOver: when we last answered a latecomer's candidacy.
     last_reply: Option<Instant>,
+    /// The representative we followed before we declared it gone: the candidacy and the
+    /// rotation notice also go to it by unicast, in case it is alive after all (a detection
+    /// caused by loss).
+    prev_leader: Option<Leader>,
+    /// Copies of a burst still to send: (when, the phase and term they belong to, what).
+    later: Vec<(Instant, Phase, Transmit)>,
+    /// Rate limits, per other node: when we last answered it as a rival representative, told
+    /// a pair about each other, or refuted its candidacy.
+    told: BTreeMap<(u8, u64), Instant>,
     members: BTreeMap<u64, Member>,
     last_seq: BTreeMap<u64, (u64, Instant)>,
     timers: [Option<Instant>; TIMERS.len()],
@@ -370,6 +417,9 @@ impl Election {
             last_candidacy: None,
             collided_at: None,
             last_reply: None,
+            prev_leader: None,
+            later: Vec::new(),
+            told: BTreeMap::new(),
             members: BTreeMap::new(),
             last_seq: BTreeMap::new(),
             timers: [None; TIMERS.len()],
@@ -437,13 +487,20 @@ impl Election {
         self.leader = None;
         self.clear_all_timers();
         self.members.clear();
-        self.send(
-            Dest::Group,
-            Body::RotationNotice(lanproto::RotationNotice {
-                external_port: self.cfg.representative_port,
-                external_addr: self.external_addr,
-            }),
-        );
+        // The rotation notice must reach a representative that is still alive (we took over
+        // after a detection caused by loss) within one collision window: a burst to the group,
+        // and to the one we replaced directly.
+        let notice = self.rotation_notice();
+        self.burst(now, Dest::Group, notice.clone());
+        let direct: Vec<SocketAddrV4> = self
+            .prev_leader
+            .take()
+            .map(|l| l.addr)
+            .into_iter()
+            .collect();
+        for a in direct {
+            self.burst(now, Dest::Node(a), notice.clone());
+        }
         self.send_inquiry(now);
     }
 
@@ -476,11 +533,27 @@ impl Election {
         }
         self.phase = Phase::Stopped;
         self.clear_all_timers();
+        self.later.clear();
     }
 
     /// When [`Election::handle_timeout`] is due.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.iter().flatten().min().copied()
+        // Plain loops: the simulation calls this after every step.
+        let mut next: Option<Instant> = None;
+        let mut take = |at: Instant| {
+            if next.is_none_or(|n| at < n) {
+                next = Some(at);
+            }
+        };
+        for t in &self.timers {
+            if let Some(at) = *t {
+                take(at);
+            }
+        }
+        for l in &self.later {
+            take(l.0);
+        }
+        next
     }
 
     /// The next message to send.
@@ -495,6 +568,18 @@ impl Election {
 
     /// Runs the timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        // The rest of a burst, while we are still in the phase and term it was for.
+        let mut k = 0;
+        while k < self.later.len() {
+            if self.later[k].0 <= now {
+                let (_, phase, t) = self.later.remove(k);
+                if phase == self.phase && t.term == self.term {
+                    self.out.push_back(t);
+                }
+            } else {
+                k += 1;
+            }
+        }
         for t in TIMERS {
             if self.timers[t as usize].is_some_and(|at| at <= now) {
                 self.timers[t as usize] = None;
@@ -519,6 +604,7 @@ impl Election {
                 | Body::PresenceAnswer(_)
                 | Body::Candidacy(_)
                 | Body::RotationNotice(_)
+                | Body::Conflict(_)
         ) {
             return;
         }
@@ -533,8 +619,7 @@ impl Election {
         self.last_seq.insert(h.node_id, (h.sequence, now));
         match &msg.body {
             Body::Inquiry(_) | Body::RotationNotice(_) => {
-                let rotation = matches!(msg.body, Body::RotationNotice(_));
-                self.on_representative(now, from, h, rotation);
+                self.on_representative(now, from, h);
             }
             Body::InquiryAnswer(a) => self.on_answer(now, from, h.node_id, &a.node),
             Body::ByeBye => self.on_byebye(now, h),
@@ -556,6 +641,7 @@ impl Election {
                 }
             }
             Body::Candidacy(c) => self.on_candidacy(now, from, h, c.external_port),
+            Body::Conflict(c) => self.on_conflict(now, from, h, c),
             Body::PortNotice(_) | Body::PortNoticeAck(_) => {}
         }
     }
@@ -583,6 +669,46 @@ impl Election {
         });
     }
 
+    /// `body` now and `burst - 1` more copies a quarter collision window apart, each only if
+    /// we are still in this phase and term then.
+    fn burst(&mut self, now: Instant, to: Dest, body: Body) {
+        self.send(to, body.clone());
+        let gap = self.cfg.burst_gap();
+        for k in 1..self.cfg.burst.max(1) {
+            let t = Transmit {
+                to,
+                term: self.term,
+                body: body.clone(),
+            };
+            self.later.push((now + gap * k, self.phase, t));
+        }
+    }
+
+    /// At most once per collision window per (kind, node): true if we may act now.
+    fn may(&mut self, now: Instant, kind: u8, node: u64) -> bool {
+        let cw = self.cfg.collision_window;
+        if self
+            .told
+            .get(&(kind, node))
+            .is_some_and(|at| now.saturating_duration_since(*at) < cw)
+        {
+            return false;
+        }
+        if self.told.len() > 256 {
+            self.told
+                .retain(|_, at| now.saturating_duration_since(*at) < cw);
+        }
+        self.told.insert((kind, node), now);
+        true
+    }
+
+    fn rotation_notice(&self) -> Body {
+        Body::RotationNotice(lanproto::RotationNotice {
+            external_port: self.cfg.representative_port,
+            external_addr: self.external_addr,
+        })
+    }
+
     fn send_inquiry(&mut self, now: Instant) {
         self.send(
             Dest::Group,
@@ -594,14 +720,15 @@ impl Election {
         self.set_timer(Timer::Inquiry, now + self.cfg.inquiry_interval);
     }
 
+    fn candidacy(&self) -> Body {
+        Body::Candidacy(lanproto::Candidacy {
+            external_port: self.me.as_ref().and_then(|m| m.external_port),
+        })
+    }
+
     fn send_candidacy(&mut self, to: Dest) {
-        let port = self.me.as_ref().and_then(|m| m.external_port);
-        self.send(
-            to,
-            Body::Candidacy(lanproto::Candidacy {
-                external_port: port,
-            }),
-        );
+        let c = self.candidacy();
+        self.send(to, c);
     }
 
     /// An ordinary node following `leader` (or waiting to hear one).
@@ -619,6 +746,7 @@ impl Election {
         };
         self.leader = leader;
         if let Some(l) = leader {
+            self.prev_leader = None;
             if changed {
                 self.events.push_back(Event::Following {
                     node: l.node,
@@ -694,6 +822,9 @@ impl Election {
         );
         self.events
             .push_back(Event::RepresentativeGone { node, reason });
+        // A representative that said bye-bye is gone for sure; one that went silent may be
+        // alive behind a lossy LAN: it gets our candidacy and rotation notice directly too.
+        self.prev_leader = self.leader.filter(|_| reason != GoneReason::ByeBye);
         self.leader = None;
         self.clear_all_timers();
         self.presence_unanswered = 0;
@@ -744,10 +875,23 @@ impl Election {
                 self.set_timer(Timer::Presence, now);
             }
             (Phase::BackingOff, Timer::Candidacy) => {
-                // Claim 9: identification, "I will be the representative".
+                // Claim 9: identification, "I will be the representative". A second copy in
+                // the window makes a collision (claim 10) hard to miss on a lossy LAN; the one
+                // we think gone gets it directly, so that it refutes if it is alive.
                 self.stats.candidacies += 1;
-                self.send_candidacy(Dest::Group);
                 self.phase = Phase::Candidate;
+                let c = self.candidacy();
+                self.send(Dest::Group, c.clone());
+                let again = Transmit {
+                    to: Dest::Group,
+                    term: self.term,
+                    body: c.clone(),
+                };
+                self.later
+                    .push((now + self.cfg.collision_window / 3, self.phase, again));
+                if let Some(l) = self.prev_leader {
+                    self.send(Dest::Node(l.addr), c);
+                }
                 self.set_timer(Timer::Window, now + self.cfg.collision_window);
             }
             (Phase::Candidate, Timer::Window) => {
@@ -785,18 +929,88 @@ impl Election {
                 }
                 self.send_inquiry(now);
             }
+            (Phase::Representative, Timer::Reverify) => {
+                self.events.push_back(Event::Verify);
+            }
             _ => {}
         }
     }
 
+    /// (term, node id) `a` beats `b`: the higher term, then the lower node id.
+    fn beats(a: (u64, u64), b: (u64, u64)) -> bool {
+        a.0 > b.0 || (a.0 == b.0 && a.1 < b.1)
+    }
+
+    /// Another representative beats us: do not fight, become an ordinary node following it.
+    /// We tell it so (a [`lanproto::Conflict`] naming ourselves): the port manager deletes our
+    /// representative mapping if the router still has it, or we may have deleted the winner's
+    /// during a takeover, so the winner checks that the router maps the port to it.
+    fn stand_down(&mut self, now: Instant, to: Leader) {
+        tracing::info!(
+            term = to.term,
+            node = to.node,
+            "another representative wins (term, node id); standing down"
+        );
+        self.stats.stood_down += 1;
+        let my_term = self.term;
+        self.term = self.term.max(to.term);
+        self.events.push_back(Event::StandDown { term: to.term });
+        self.become_follower(now, Some(to));
+        if let Some(me) = &self.me {
+            let c = Body::Conflict(lanproto::Conflict {
+                node_id: self.id,
+                term: my_term,
+                lan_addr: me.lan_addr,
+            });
+            self.stats.conflicts_sent += 1;
+            self.send(Dest::Node(to.addr), c);
+        }
+    }
+
+    /// We beat another representative (`node` at `addr`): tell it directly, in a burst, so it
+    /// stands down within a collision window; make sure the router maps the port to us.
+    fn assert_against(&mut self, now: Instant, node: u64, addr: SocketAddrV4) {
+        self.stats.stale += 1;
+        if !self.may(now, 0, node) {
+            return;
+        }
+        tracing::info!(
+            node,
+            %addr,
+            term = self.term,
+            "another representative with a losing (term, node id): telling it"
+        );
+        let inquiry = self.inquiry();
+        self.burst(now, Dest::Node(addr), inquiry);
+        self.events.push_back(Event::Reclaim);
+        // A stand-down that raced our reclaim may delete our new mapping: check again later.
+        self.set_timer(
+            Timer::Reverify,
+            now + self.cfg.inquiry_interval + self.cfg.collision_window,
+        );
+    }
+
+    /// A node that heard two representatives, `a` (the one it followed) and `b`, tells each
+    /// about the other, in a burst: the loser stands down even if the two never hear each
+    /// other.
+    fn tell_both(&mut self, now: Instant, a: Leader, b: Leader) {
+        let pair = a.node.min(b.node) ^ a.node.max(b.node).rotate_left(17);
+        if a.node == b.node || !self.may(now, 1, pair) {
+            return;
+        }
+        for (to, about) in [(a, b), (b, a)] {
+            self.stats.conflicts_sent += 1;
+            let c = Body::Conflict(lanproto::Conflict {
+                node_id: about.node,
+                term: about.term,
+                lan_addr: *about.addr.ip(),
+            });
+            self.burst(now, Dest::Node(to.addr), c);
+        }
+    }
+
     /// An inquiry or a rotation notice: a representative speaks.
-    fn on_representative(
-        &mut self,
-        now: Instant,
-        from: SocketAddrV4,
-        h: lanproto::Header,
-        rotation: bool,
-    ) {
+    fn on_representative(&mut self, now: Instant, from: SocketAddrV4, h: lanproto::Header) {
         let t = h.term;
         let them = Leader {
             node: h.node_id,
@@ -805,32 +1019,15 @@ impl Election {
         };
         match self.phase {
             Phase::Representative => {
-                if t > self.term || (t == self.term && h.node_id < self.id) {
-                    // A newer representative: do not fight, become an ordinary node.
-                    tracing::info!(
-                        term = t,
-                        node = h.node_id,
-                        "a newer representative; standing down"
-                    );
-                    self.term = t;
-                    self.events.push_back(Event::StandDown { term: t });
-                    self.become_follower(now, Some(them));
+                if Self::beats((t, h.node_id), (self.term, self.id)) {
+                    // A newer representative (or the same term and a lower node id).
+                    self.stand_down(now, them);
                     self.answer(from, h.sequence);
                 } else {
-                    // A stale one (returning old representative, or the far side of a healed
-                    // partition): tell it the current term.
-                    self.stats.stale += 1;
-                    if rotation {
-                        // It has just taken our port at the router: take it back.
-                        self.events.push_back(Event::Reclaim);
-                    }
-                    self.send(
-                        Dest::Node(from),
-                        Body::Inquiry(lanproto::Inquiry {
-                            external_port: self.cfg.representative_port,
-                            external_addr: self.external_addr,
-                        }),
-                    );
+                    // A stale one (returning old representative, the far side of a healed
+                    // partition, a rival of our term with a higher id): tell it; it may have
+                    // taken the port at the router (its rotation notice): take it back.
+                    self.assert_against(now, h.node_id, from);
                 }
             }
             Phase::TakingOver => {
@@ -838,9 +1035,7 @@ impl Election {
                 // its takeover first), or the one we thought gone answering for the current
                 // term (a false detection): stand down (claim 10), do not fight.
                 if t >= self.term {
-                    self.term = t;
-                    self.events.push_back(Event::StandDown { term: t });
-                    self.become_follower(now, Some(them));
+                    self.stand_down(now, them);
                     self.answer(from, h.sequence);
                 } else {
                     self.stats.stale += 1;
@@ -853,8 +1048,14 @@ impl Election {
                     Some(l) if t == l.term && l.node != h.node_id => h.node_id < l.node,
                     _ => t >= current,
                 };
+                // Two representatives at once: tell both about each other (after our own view
+                // is updated, so that the burst's later copies still go).
+                let other = self.leader.filter(|l| l.node != h.node_id);
                 if !better {
                     self.stats.stale += 1;
+                    if let Some(l) = other {
+                        self.tell_both(now, l, them);
+                    }
                     return;
                 }
                 self.term = self.term.max(t);
@@ -869,7 +1070,47 @@ impl Election {
                     self.become_follower(now, Some(them));
                 }
                 self.answer(from, h.sequence);
+                if let Some(l) = other {
+                    self.tell_both(now, l, them);
+                }
             }
+        }
+    }
+
+    /// A node heard another representative besides us; or (naming itself) a representative
+    /// or candidate stood down for us.
+    fn on_conflict(
+        &mut self,
+        now: Instant,
+        from: SocketAddrV4,
+        h: lanproto::Header,
+        c: &lanproto::Conflict,
+    ) {
+        if c.node_id == self.id || self.phase != Phase::Representative {
+            return;
+        }
+        if c.node_id == h.node_id {
+            // It gave way to us: make sure the router maps the port to us (its stand-down
+            // deletes its own mapping; its takeover may have deleted ours).
+            if self.may(now, 0, c.node_id) {
+                self.events.push_back(Event::Reclaim);
+                self.set_timer(
+                    Timer::Reverify,
+                    now + self.cfg.inquiry_interval + self.cfg.collision_window,
+                );
+            }
+            return;
+        }
+        // Every node sends from the protocol port: the other one listens on the same.
+        let other = Leader {
+            node: c.node_id,
+            addr: SocketAddrV4::new(c.lan_addr, from.port()),
+            term: c.term,
+        };
+        if Self::beats((c.term, c.node_id), (self.term, self.id)) {
+            self.stand_down(now, other);
+        } else {
+            self.assert_against(now, other.node, other.addr);
         }
     }
 
@@ -931,7 +1172,7 @@ impl Election {
         if h.term < self.term {
             // Runs for a term that is already taken.
             self.stats.stale += 1;
-            if self.phase == Phase::Representative {
+            if self.phase == Phase::Representative && self.may(now, 2, h.node_id) {
                 self.send_inquiry_to(Dest::Node(from));
             }
             return;
@@ -940,22 +1181,28 @@ impl Election {
         self.last_candidacy = Some((h.node_id, running_for, now));
         match self.phase {
             Phase::Representative => {
-                // We are alive: refute, to everyone (claim 14's inquiry doubles as heartbeat),
-                // and make sure a half-done takeover did not delete our mapping. A candidate
-                // that has seen a newer term than ours (we restarted and got the free port
-                // with a fresh term) would ignore us: re-announce under a term above it.
+                // We are alive: refute, to everyone (claim 14's inquiry doubles as heartbeat)
+                // and to the candidate directly (a burst: it must hear us within its collision
+                // window), and make sure a half-done takeover did not delete our mapping, now
+                // and once more after the candidate would have finished. A candidate that has
+                // seen a newer term than ours (we restarted and got the free port with a fresh
+                // term) would ignore us: re-announce under a term above it.
+                if !self.may(now, 2, h.node_id) {
+                    return;
+                }
                 if h.term > self.term {
                     self.term = h.term + 1;
-                    self.send(
-                        Dest::Group,
-                        Body::RotationNotice(lanproto::RotationNotice {
-                            external_port: self.cfg.representative_port,
-                            external_addr: self.external_addr,
-                        }),
-                    );
+                    let notice = self.rotation_notice();
+                    self.send(Dest::Group, notice);
                 }
                 self.send_inquiry_to(Dest::Group);
+                let inquiry = self.inquiry();
+                self.burst(now, Dest::Node(from), inquiry);
                 self.events.push_back(Event::Verify);
+                self.set_timer(
+                    Timer::Reverify,
+                    now + self.cfg.inquiry_interval + self.cfg.collision_window,
+                );
             }
             Phase::Follower => {
                 // Our representative is alive as far as we know; it will refute if it is.
@@ -992,7 +1239,7 @@ impl Election {
                             self.phase = Phase::Yielded;
                             self.clear_timer(Timer::Window);
                             self.set_timer(Timer::Rotation, now + self.cfg.rotation_wait());
-                        } else {
+                        } else if self.may(now, 3, h.node_id) {
                             self.send_candidacy(Dest::Node(from));
                         }
                     }
@@ -1016,14 +1263,16 @@ impl Election {
         }
     }
 
+    fn inquiry(&self) -> Body {
+        Body::Inquiry(lanproto::Inquiry {
+            external_port: self.cfg.representative_port,
+            external_addr: self.external_addr,
+        })
+    }
+
     fn send_inquiry_to(&mut self, to: Dest) {
-        self.send(
-            to,
-            Body::Inquiry(lanproto::Inquiry {
-                external_port: self.cfg.representative_port,
-                external_addr: self.external_addr,
-            }),
-        );
+        let inquiry = self.inquiry();
+        self.send(to, inquiry);
     }
 }
 

@@ -24,7 +24,7 @@
 //! 7. Rename: persist, re-add the mapping with the new description, send a new notice.
 //! 8. Shutdown: `DeletePortMapping` for our own mapping, then [`Output::Done`].
 //! 9. Rotation (embodiment 4, claims 9-15, Fig. 11-14): once a node holds a port it runs the
-//!    election ([`crate::election::Election`]), fed with the LAN message types 3-9; this module
+//!    election ([`crate::election::Election`]), fed with the LAN message types 3-10; this module
 //!    carries out what the election decides at the router (the takeover of Fig. 14, standing
 //!    down, verifying and reclaiming the representative port), merges the inquiry answers
 //!    (embodiment 2) with the table walk and the own-port notices, and sends the bye-bye
@@ -59,6 +59,9 @@ pub const SEARCH_TARGETS: [&str; 3] = [
 /// Most entries one table walk reads (GetGenericPortMappingEntry indexes), a guard against a
 /// router that never answers 713.
 pub const MAX_WALK_ENTRIES: u32 = 1024;
+/// How often a successor asks for the representative port around the lapse of the old
+/// holder's lease (secure mode).
+pub const REP_FAST_RETRY: Duration = Duration::from_millis(200);
 
 /// Tunables of the port manager. [`Options::from_config`] fills them from the node's
 /// configuration; the rest are defaults documented on each field.
@@ -237,7 +240,7 @@ enum Timer {
     Recheck,
     NameFallback,
     ShutdownDeadline,
-    /// Ask for the representative port again during a takeover (secure mode).
+    /// Ask for the representative port again during a takeover or a reclaim (secure mode).
     Takeover,
 }
 const TIMERS: [Timer; 8] = [
@@ -273,8 +276,11 @@ enum AddWhy {
     /// Fig. 14: the successor adds the representative port for itself.
     Takeover,
     /// The election asked us to make sure we still hold the representative port (a candidacy
-    /// while we hold it, or a stale representative took it): a refusal means we lost it.
+    /// while we hold it): a refusal means we lost it.
     Verify,
+    /// We won a conflict with another representative that may hold the port: add ours after
+    /// deleting its mapping; a refusal (secure mode) is asked again until it gives it up.
+    Reclaim,
 }
 
 #[derive(Clone, Debug)]
@@ -294,6 +300,12 @@ enum Op {
     /// GetSpecificPortMappingEntry, then DeletePortMapping if the mapping is ours (a node that
     /// stands down must not delete its successor's mapping on a permissive router).
     DeleteIfOurs(u16),
+    /// Takeover and reclaim (Fig. 14): GetSpecificPortMappingEntry of the representative port
+    /// (confirms the router: "rediscover"); another node's mapping -> [`Op::DeleteOld`] (and
+    /// its remaining lease noted), then AddPortMapping.
+    RepCheck(u16),
+    /// DeletePortMapping of another node's representative mapping (606 in secure mode).
+    DeleteOld(u16),
 }
 
 impl Op {
@@ -303,7 +315,7 @@ impl Op {
             Op::Add { m, any: false, .. } => Action::AddPortMapping(m.clone()),
             Op::Add { m, any: true, .. } => Action::AddAnyPortMapping(m.clone()),
             Op::GetExternal => Action::GetExternalIpAddress,
-            Op::GetSpecific(p) | Op::DeleteIfOurs(p) => {
+            Op::GetSpecific(p) | Op::DeleteIfOurs(p) | Op::RepCheck(p) => {
                 Action::GetSpecificPortMappingEntry(key(*p))
             }
             // NewManage = 1: every client's mappings, not only ours (WANIPConnection:2 §2.4.20).
@@ -317,7 +329,7 @@ impl Op {
                 shared::igd::MAX_LISTING as u16,
             ),
             Op::Entry(i) => Action::GetGenericPortMappingEntry(*i),
-            Op::Delete(p) => Action::DeletePortMapping(key(*p)),
+            Op::Delete(p) | Op::DeleteOld(p) => Action::DeletePortMapping(key(*p)),
         })
     }
 }
@@ -457,6 +469,12 @@ pub struct PortManager {
     election: Option<Election>,
     /// Fig. 14 in progress: the term we run for.
     takeover: Option<u64>,
+    /// Making sure the router maps the representative port to us after a won conflict.
+    reclaim: bool,
+    /// Takeover or reclaim: since when the router refuses us the representative port (another
+    /// node's mapping it will not let us delete), and when that mapping lapses by its lease.
+    rep_wait_since: Option<Instant>,
+    rep_lapse: Option<Instant>,
     // Output state.
     published: Option<Directory>,
     shutting_down: bool,
@@ -507,6 +525,9 @@ impl PortManager {
             stats: LanStats::default(),
             election: None,
             takeover: None,
+            reclaim: false,
+            rep_wait_since: None,
+            rep_lapse: None,
             published: None,
             shutting_down: false,
             done: false,
@@ -582,6 +603,9 @@ impl PortManager {
     /// The current Directory.
     pub fn directory(&self, now: Instant) -> Directory {
         let role = match self.mapping {
+            // Elected and taking the representative port (Fig. 14); in secure mode until the
+            // old holder's lease lapses, serving meanwhile under our own port if we have one.
+            _ if self.takeover.is_some() => Role::TakingOver,
             None => Role::Starting,
             Some(m) if m.external == self.opt.representative_port => Role::Representative,
             Some(_) => Role::Member,
@@ -845,6 +869,9 @@ impl PortManager {
     fn lose_igd(&mut self, now: Instant) {
         self.inflight = None;
         self.queue.clear();
+        // A reclaim in progress is dropped (the claim after rediscovery asks for our port
+        // again); a takeover resumes after it (start_claim).
+        self.reclaim = false;
         self.walk = None;
         self.seen = None;
         self.reachability = Reachability::Discovering;
@@ -903,7 +930,18 @@ impl PortManager {
     /// election runs, a node without a mapping is either taking over (Fig. 14) or has stood
     /// down, and then asks for a member port (8081 up) as at start.
     fn start_claim(&mut self) {
-        if self.mapping.is_none() && self.takeover.is_some() {
+        if self.takeover.is_some() {
+            // After a rediscovery during a takeover: our own port again (we keep serving under
+            // it until the representative port is ours), then the takeover.
+            if let Some(m) = self.mapping {
+                let add = self.mk_add(m.external, m.internal);
+                self.queue.push_back(Op::Add {
+                    m: add,
+                    any: false,
+                    why: AddWhy::Claim,
+                    tries: 0,
+                });
+            }
             return self.queue_takeover();
         }
         let first = if self.election.is_some() {
@@ -965,22 +1003,43 @@ impl PortManager {
                 match why {
                     AddWhy::Claim => self.on_mapped(now, before),
                     AddWhy::Renew | AddWhy::Verify => {}
+                    AddWhy::Reclaim => {
+                        if self.reclaim {
+                            tracing::info!(
+                                port = external,
+                                "the representative port is ours again"
+                            );
+                        }
+                        self.end_rep_wait();
+                    }
                     AddWhy::Rename => self.start_notice(now),
                     AddWhy::Takeover if self.takeover.is_some() => {
+                        let waited = self
+                            .rep_wait_since
+                            .map(|t| now.saturating_duration_since(t));
                         tracing::info!(
                             port = external,
+                            ?waited,
                             "took over the representative port (Fig. 14)"
                         );
                         self.takeover = None;
-                        self.clear_timer(Timer::Takeover);
+                        self.end_rep_wait();
+                        // Fig. 14's "delete own mapping", now that the representative port is
+                        // ours: we kept serving under it until then.
+                        if let Some(b) = before.filter(|b| b.external != external) {
+                            self.queue.push_back(Op::Delete(b.external));
+                        }
                         self.on_mapped(now, before);
                     }
                     AddWhy::Takeover => {
-                        // We stood down while the request was in flight: give it back.
+                        // We stood down while the request was in flight: give it back, keep
+                        // our own port (renewed now, which re-arms its timer).
                         self.mapping = before;
                         self.clear_timer(Timer::Renew);
                         self.queue.push_front(Op::Delete(external));
-                        if before.is_none() {
+                        if before.is_some() {
+                            self.renew();
+                        } else {
                             self.start_claim();
                         }
                     }
@@ -993,7 +1052,9 @@ impl PortManager {
             }
         };
         let (code, text) = fault;
-        if matches!(why, AddWhy::Takeover | AddWhy::Verify) && !matches!(code, 724 | 725) {
+        if matches!(why, AddWhy::Takeover | AddWhy::Verify | AddWhy::Reclaim)
+            && !matches!(code, 724 | 725)
+        {
             return self.on_rotation_add_refused(now, why, code, &text);
         }
         if why == AddWhy::Renew
@@ -1471,7 +1532,7 @@ impl PortManager {
             r.body,
             lanproto::Body::PortNotice(_) | lanproto::Body::PortNoticeAck(_)
         ) {
-            // Types 3-9 belong to the election (emb. 2, 4; claims 9-15), which drops
+            // Types 3-10 belong to the election (emb. 2, 4; claims 9-15), which drops
             // duplicates itself; a node without a port yet takes no part.
             if let Some(e) = &mut self.election {
                 e.handle_message(now, from, &r);
@@ -1619,14 +1680,15 @@ impl PortManager {
             ElectionEvent::StandDown { term } => {
                 tracing::info!(term, "standing down: another node is the representative");
                 self.takeover = None;
-                self.clear_timer(Timer::Takeover);
+                self.end_rep_wait();
                 self.queue.retain(|op| {
                     !matches!(
                         op,
                         Op::Add {
-                            why: AddWhy::Takeover | AddWhy::Verify,
+                            why: AddWhy::Takeover | AddWhy::Verify | AddWhy::Reclaim,
                             ..
-                        }
+                        } | Op::RepCheck(_)
+                            | Op::DeleteOld(_)
                     )
                 });
                 if self.mapping.is_some_and(|m| m.external == rep) {
@@ -1645,16 +1707,22 @@ impl PortManager {
             }
             ElectionEvent::Verify => {
                 // A candidacy while we hold the port: renew now; a refusal means we lost it.
-                if let Some(m) = self.mapping.filter(|m| m.external == rep) {
+                // Not while a reclaim asks the router (a refusal there means: wait).
+                if let Some(m) = self.mapping.filter(|m| m.external == rep && !self.reclaim) {
                     self.queue_rep_add(m.internal, AddWhy::Verify);
                 }
             }
             ElectionEvent::Reclaim => {
-                // A stale representative took our port: delete its mapping, add ours again.
-                if let Some(m) = self.mapping.filter(|m| m.external == rep) {
-                    tracing::info!("a stale representative took our port; taking it back");
-                    self.queue.push_back(Op::Delete(rep));
-                    self.queue_rep_add(m.internal, AddWhy::Verify);
+                // We won a conflict with another representative, which may hold the port at
+                // the router: check, and take it back if so (RepCheck).
+                if self.mapping.is_some_and(|m| m.external == rep)
+                    && !self.reclaim
+                    && self.takeover.is_none()
+                    && self.igd.is_some()
+                {
+                    tracing::info!("another representative: making sure the port is ours");
+                    self.reclaim = true;
+                    self.queue.push_back(Op::RepCheck(rep));
                 }
             }
             ElectionEvent::Following { node, addr, term } => {
@@ -1695,29 +1763,44 @@ impl PortManager {
         }
     }
 
-    /// Fig. 14: rediscover the router, delete our own mapping, delete the old representative
-    /// mapping, add it for ourselves (then the external address and the table follow from
-    /// [`PortManager::on_mapped`]). "Rediscover" confirms the known IGD with a request first;
-    /// a failure sends us back to SSDP discovery, after which [`PortManager::start_claim`]
-    /// resumes the takeover. Without an IGD the takeover waits for discovery.
+    /// Fig. 14: rediscover the router, delete the old representative mapping, add it for
+    /// ourselves, delete our own mapping (then the external address and the table follow from
+    /// [`PortManager::on_mapped`]). "Rediscover" is [`Op::RepCheck`]: a
+    /// GetSpecificPortMappingEntry of the representative port that confirms the known IGD (a
+    /// failure sends us back to SSDP discovery, after which [`PortManager::start_claim`]
+    /// resumes the takeover) and tells whose mapping is there and for how long. Without an IGD
+    /// the takeover waits for discovery.
+    ///
+    /// Our own (member) mapping is deleted last, once the router has granted the
+    /// representative port: a router that will not let us delete the old holder's mapping
+    /// (secure mode: 606) makes us wait for its lease, and meanwhile we keep serving under our
+    /// own port (the Directory says [`Role::TakingOver`] with that port).
+    ///
+    /// # Worst case in secure mode (the holder crashed or was unplugged)
+    /// With `L` = `representative_lease_seconds` (default 20 s), renewed at half-life, the
+    /// holder's last renewal was at most `L/2` before its departure, so its mapping lapses
+    /// between `L/2` and `L` after the departure. The successor starts its takeover after the
+    /// detection and the election (at most 1.25 s silence limit or 1.5 s of presence inquiries,
+    /// plus 0.4 s back-off and collision window under the random rule: at most 1.65 s, well
+    /// before `L/2`), reads the remaining lease from GetSpecificPortMappingEntry (whole
+    /// seconds), and asks again every `takeover_retry` (1 s) until one second before the lapse
+    /// it read, then with an AddPortMapping alone every [`REP_FAST_RETRY`] (200 ms) until
+    /// three seconds after it (covers a router that rounds the remaining lease up or down, or
+    /// expires it a little late). So 8080 answers again at most `L` + 0.2 s + one
+    /// AddPortMapping round trip (+ the router's own lateness in expiring the mapping) after
+    /// the departure, on average after about `3L/4`. With the defaults: at most about 20.2 s,
+    /// typically 15 s; under `L` unless the holder renewed within the last ~0.2 s before it
+    /// went. A graceful stop is as fast as in permissive mode (the holder deletes its own
+    /// mapping after its bye-bye). A router that never lets go (a permanent mapping of another
+    /// host) is given up `L` + 10 s after its first refusal: an ordinary node again.
     fn queue_takeover(&mut self) {
         if self.igd.is_none() {
             return;
         }
-        let rep = self.opt.representative_port;
-        self.queue.push_back(Op::GetSpecific(rep));
-        if let Some(m) = self.mapping.take() {
-            if m.external != rep {
-                self.queue.push_back(Op::Delete(m.external));
-            }
-            self.clear_timer(Timer::Renew);
-            self.notice = None;
-            self.clear_timer(Timer::Notice);
-        }
-        // The old holder's mapping: on a secure-mode router this is refused (606) and the port
-        // frees when its short lease lapses; we keep asking every `takeover_retry`.
-        self.queue.push_back(Op::Delete(rep));
-        self.queue_takeover_add();
+        self.notice = None;
+        self.clear_timer(Timer::Notice);
+        self.queue
+            .push_back(Op::RepCheck(self.opt.representative_port));
     }
 
     /// True while an AddPortMapping is queued or in flight.
@@ -1727,11 +1810,6 @@ impl PortManager {
             .map(|(_, op)| op)
             .chain(&self.queue)
             .any(|op| matches!(op, Op::Add { .. }))
-    }
-
-    fn queue_takeover_add(&mut self) {
-        let rep = self.opt.representative_port;
-        self.queue_rep_add(self.internal_for(rep), AddWhy::Takeover);
     }
 
     fn queue_rep_add(&mut self, internal: u16, why: AddWhy) {
@@ -1748,30 +1826,145 @@ impl PortManager {
         });
     }
 
-    /// The router refused the representative port during a takeover or a verification.
+    /// The answer to [`Op::RepCheck`]: another node's mapping is deleted first (and its lease
+    /// noted), then ours added.
+    fn on_rep_check(&mut self, now: Instant, port: u16, outcome: Outcome) {
+        let why = if self.takeover.is_some() {
+            AddWhy::Takeover
+        } else if self.reclaim {
+            AddWhy::Reclaim
+        } else {
+            return;
+        };
+        let internal = match why {
+            AddWhy::Takeover => self.internal_for(port),
+            _ => self.mapping.map_or(self.internal_for(port), |m| m.internal),
+        };
+        let m = AddPortMapping {
+            internal_port: internal,
+            ..self.mk_add(port, internal)
+        };
+        // Pushed to the front in reverse order: DeleteOld (if any), then the Add.
+        self.queue.push_front(Op::Add {
+            m,
+            any: false,
+            why,
+            tries: 0,
+        });
+        match outcome {
+            Outcome::Ok(Reply::SpecificEntry {
+                internal_client,
+                description,
+                lease_duration,
+                ..
+            }) => {
+                let ours = match desc::parse(&description) {
+                    Some(d) => d.node_id == self.ident.id,
+                    None => Some(internal_client) == self.lan_addr,
+                };
+                if !ours {
+                    self.rep_lapse = (lease_duration > 0)
+                        .then(|| now + Duration::from_secs(u64::from(lease_duration)));
+                    self.queue.push_front(Op::DeleteOld(port));
+                }
+            }
+            Outcome::Fault(714, _) => self.rep_lapse = None,
+            Outcome::Failed(e) => self.igd_failed(now, "GetSpecificPortMappingEntry", &e),
+            _ => {}
+        }
+    }
+
+    /// When to ask for the representative port again while the router refuses it: every
+    /// `takeover_retry`, and every [`REP_FAST_RETRY`] from one second before the lapse of the
+    /// holder's lease (the remaining lease the router reported, in whole seconds, rounded up
+    /// or down) to three seconds after it (a router may expire a little late), and during the
+    /// first three seconds of a reclaim.
+    fn next_rep_try(&self, now: Instant) -> Instant {
+        let normal = now + self.opt.takeover_retry;
+        // A reclaim waits for a live rival that was told to stand down: it deletes its own
+        // mapping within moments, so ask often at first.
+        let rival_leaving = self.reclaim
+            && self
+                .rep_wait_since
+                .is_none_or(|t| now < t + Duration::from_secs(3));
+        if rival_leaving {
+            return (now + REP_FAST_RETRY).min(normal);
+        }
+        match self.rep_lapse {
+            _ if self.rep_fast_window(now) => (now + REP_FAST_RETRY).min(normal),
+            Some(l) if now < l => normal.min(l - Duration::from_secs(1)),
+            _ => normal,
+        }
+    }
+
+    /// True around the lapse of the holder's lease, when we ask every [`REP_FAST_RETRY`] with
+    /// an AddPortMapping alone.
+    fn rep_fast_window(&self, now: Instant) -> bool {
+        self.rep_lapse
+            .is_some_and(|l| now + Duration::from_secs(1) >= l && now < l + Duration::from_secs(3))
+    }
+
+    /// The takeover or reclaim is over (granted, given up, or we stood down).
+    fn end_rep_wait(&mut self) {
+        self.reclaim = false;
+        self.rep_wait_since = None;
+        self.rep_lapse = None;
+        self.clear_timer(Timer::Takeover);
+    }
+
+    /// The router refused the representative port during a takeover, a reclaim or a
+    /// verification.
     fn on_rotation_add_refused(&mut self, now: Instant, why: AddWhy, code: u16, text: &str) {
         let held = matches!(code, 718 | 729 | 606);
+        let give_up = self.rep_wait_since.is_some_and(|t| {
+            now.saturating_duration_since(t)
+                > Duration::from_secs(u64::from(self.opt.representative_lease_seconds) + 10)
+        });
         match why {
-            AddWhy::Takeover if self.takeover.is_some() && held => {
-                // Secure mode: the dead holder's mapping stays until its lease lapses.
-                tracing::debug!(code, "representative port still held; asking again");
-                self.set_timer(Timer::Takeover, now + self.opt.takeover_retry);
+            AddWhy::Takeover | AddWhy::Reclaim
+                if held && !give_up && (self.takeover.is_some() || self.reclaim) =>
+            {
+                // Secure mode: the old holder's mapping stays until its lease lapses (or a
+                // rival that was told to stand down deletes its own).
+                let first = self.rep_wait_since.is_none();
+                self.rep_wait_since.get_or_insert(now);
+                let next = self.next_rep_try(now);
+                if first {
+                    tracing::info!(
+                        code,
+                        lapses_in = ?self.rep_lapse.map(|l| l.saturating_duration_since(now)),
+                        own_port = ?self.mapping.map(|m| m.external),
+                        "the router keeps another node's mapping of the representative port; \
+                         asking again when its lease lapses, serving under our own port meanwhile"
+                    );
+                } else {
+                    tracing::debug!(code, "representative port still held; asking again");
+                }
+                self.set_timer(Timer::Takeover, next);
             }
             AddWhy::Takeover if self.takeover.is_some() => {
                 tracing::warn!(code, text, "takeover refused by the router");
                 self.takeover = None;
+                self.end_rep_wait();
                 if let Some(e) = &mut self.election {
                     e.takeover_failed(now);
                 }
-                self.start_claim();
+                // Our own port stays (it is renewed as before); without one, claim one.
+                if self.mapping.is_none() {
+                    self.start_claim();
+                }
             }
             AddWhy::Takeover => {}
+            AddWhy::Reclaim if !self.reclaim => {}
+            // A renewal refused while a reclaim asks the router: the reclaim decides.
+            AddWhy::Verify if self.reclaim => {}
             _ => {
                 tracing::warn!(
                     code,
                     text,
                     "the representative port is held by another node now; standing down"
                 );
+                self.end_rep_wait();
                 // The StandDown event that follows (drive_election) gives up the mapping state
                 // and asks for a member port.
                 if let Some(e) = &mut self.election {
@@ -1908,8 +2101,22 @@ impl PortManager {
                 }
             }
             Timer::Takeover => {
-                if self.takeover.is_some() && self.igd.is_some() {
-                    self.queue_takeover_add();
+                if (self.takeover.is_some() || self.reclaim) && self.igd.is_some() {
+                    let rep = self.opt.representative_port;
+                    if self.rep_fast_window(now) {
+                        let why = if self.takeover.is_some() {
+                            AddWhy::Takeover
+                        } else {
+                            AddWhy::Reclaim
+                        };
+                        let internal = match (why, self.mapping) {
+                            (AddWhy::Reclaim, Some(m)) => m.internal,
+                            _ => self.internal_for(rep),
+                        };
+                        self.queue_rep_add(internal, why);
+                    } else {
+                        self.queue.push_back(Op::RepCheck(rep));
+                    }
                 }
             }
             Timer::ShutdownDeadline => {
@@ -2011,9 +2218,18 @@ impl PortManager {
             },
             Op::List => self.on_list(now, outcome),
             Op::Entry(i) => self.on_entry(now, i, outcome),
-            // Fig. 14's deletions: 714 (not mapped) and 606 (another host's mapping, secure
-            // mode) are expected and change nothing.
+            // Our old member mapping after a takeover, a mapping given back: 714 changes
+            // nothing.
             Op::Delete(_) => {}
+            Op::RepCheck(port) => self.on_rep_check(now, port, outcome),
+            // Fig. 14's deletion of the old holder's mapping: 714 (gone meanwhile) and 606
+            // (secure mode: only its own client may delete it) are expected; the Add that
+            // follows tells whether the port is free.
+            Op::DeleteOld(port) => {
+                if let Outcome::Fault(code, _) = outcome {
+                    tracing::debug!(port, code, "DeletePortMapping of the old holder's mapping");
+                }
+            }
             Op::DeleteIfOurs(port) => match outcome {
                 Outcome::Ok(Reply::SpecificEntry {
                     internal_client,
@@ -2048,6 +2264,7 @@ impl PortManager {
         }
         self.drive_election(now);
         self.takeover = None;
+        self.end_rep_wait();
         self.shutting_down = true;
         self.queue.clear();
         self.walk = None;

@@ -2,7 +2,7 @@
 //! real wire formats (SSDP, description XML, SOAP through `shared`), and a LAN that carries the
 //! LAN protocol. Every exchange is instantaneous; time only moves to the next timer.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,12 @@ struct FakeIgd {
     same_port_required: bool,
     /// Secure mode: only the mapping's own client may delete it (606 otherwise).
     secure: bool,
+    /// Leases count down and lapse (the Sim sets `now` before every request); otherwise a
+    /// mapping stays until deleted and reports the lease it was given.
+    leases: bool,
+    now: Option<Instant>,
+    /// When each mapping's lease ends, by external port.
+    ends: BTreeMap<u16, Instant>,
     log: Vec<(Ipv4Addr, String)>,
 }
 
@@ -49,7 +55,37 @@ impl FakeIgd {
             permanent_only: false,
             same_port_required: false,
             secure: false,
+            leases: false,
+            now: None,
+            ends: BTreeMap::new(),
             log: Vec::new(),
+        }
+    }
+
+    /// Drops the mappings whose lease has lapsed (with `leases`).
+    fn expire(&mut self) {
+        let Some(now) = self.now.filter(|_| self.leases) else {
+            return;
+        };
+        let ends = &mut self.ends;
+        self.entries.retain(|e| {
+            let gone = ends.get(&e.external_port).is_some_and(|t| *t <= now);
+            if gone {
+                ends.remove(&e.external_port);
+            }
+            !gone
+        });
+    }
+
+    /// Notes a mapping's lease (with `leases`).
+    fn lease(&mut self, port: u16, secs: u32) {
+        if let Some(now) = self.now.filter(|_| self.leases) {
+            if secs == 0 {
+                self.ends.remove(&port);
+            } else {
+                self.ends
+                    .insert(port, now + Duration::from_secs(u64::from(secs)));
+            }
         }
     }
 
@@ -137,6 +173,7 @@ impl FakeIgd {
     }
 
     fn act(&mut self, client: Ipv4Addr, action: &Action) -> Result<Reply, UpnpError> {
+        self.expire();
         let find = |entries: &[PortMappingEntry], port: u16, proto: Protocol| {
             entries
                 .iter()
@@ -160,6 +197,7 @@ impl FakeIgd {
                     if self.entries[i].internal_client == owner {
                         self.entries[i].description = m.description.clone();
                         self.entries[i].internal_port = m.internal_port;
+                        self.lease(port, m.lease_duration);
                         return Ok(if any {
                             Reply::ReservedPort(port)
                         } else {
@@ -183,6 +221,7 @@ impl FakeIgd {
                     description: m.description.clone(),
                     lease_duration: m.lease_duration,
                 });
+                self.lease(port, m.lease_duration);
                 Ok(if any {
                     Reply::ReservedPort(port)
                 } else {
@@ -200,12 +239,20 @@ impl FakeIgd {
                 find(&self.entries, k.external_port, k.protocol)
                     .map(|i| {
                         let e = &self.entries[i];
+                        // The remaining lease, rounded up (as our router reports it).
+                        let remaining = match (self.now, self.ends.get(&e.external_port)) {
+                            (Some(now), Some(end)) if self.leases => {
+                                let d = end.saturating_duration_since(now);
+                                (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1) as u32
+                            }
+                            _ => e.lease_duration,
+                        };
                         Reply::SpecificEntry {
                             internal_port: e.internal_port,
                             internal_client: e.internal_client,
                             enabled: true,
                             description: e.description.clone(),
-                            lease_duration: e.lease_duration,
+                            lease_duration: remaining,
                         }
                     })
                     .ok_or(UpnpError::NoSuchEntryInArray)
@@ -235,7 +282,8 @@ impl FakeIgd {
                         Err(UpnpError::ActionNotAuthorized)
                     }
                     Some(i) => {
-                        self.entries.remove(i);
+                        let e = self.entries.remove(i);
+                        self.ends.remove(&e.external_port);
                         Ok(Reply::Empty)
                     }
                     None => Err(UpnpError::NoSuchEntryInArray),
@@ -357,6 +405,7 @@ impl Sim {
                             let what = request.soap_action.clone().unwrap_or_default();
                             let what = what.rsplit('#').next().unwrap_or("").trim_matches('"');
                             self.trace.push((i, format!("http {what}")));
+                            self.igd.now = Some(self.now);
                             let result = if self.igd_present {
                                 self.igd.handle(self.nodes[i].addr, &request)
                             } else {
@@ -599,13 +648,155 @@ fn in_secure_mode_the_successor_asks_again_until_the_old_lease_lapses() {
         retries >= 4,
         "AddPortMapping 8080 retried every second: {retries}"
     );
-    // Its lease lapses: within a second the successor holds the port.
+    // Meanwhile the successor serves under its own port, and its status says so.
+    let waiting: Vec<usize> = (1..3)
+        .filter(|&i| sim.dir(i).role == Role::TakingOver)
+        .collect();
+    assert_eq!(waiting.len(), 1, "one successor is taking over");
+    let succ = waiting[0];
+    let own = sim.dir(succ).external_port.expect("its own port");
+    assert!(own > 8080, "{own}");
+    assert_eq!(sim.holder(own), Some(sim.nodes[succ].addr));
+    assert_eq!(sim.dir(succ).lan_port, own);
+    // Its lease lapses: within a second the successor holds the port, then drops its own.
     sim.igd.entries.retain(|e| e.internal_client != dead);
     let t = sim
         .run_until_pred(secs(2.0), |s| s.reps().len() == 1)
         .expect("a successor once the lease lapsed");
     assert!(t <= secs(1.05), "{t:?}");
-    assert_eq!(sim.holder(8080), Some(sim.nodes[sim.reps()[0]].addr));
+    assert_eq!(sim.reps(), [succ]);
+    assert_eq!(sim.holder(8080), Some(sim.nodes[succ].addr));
+    assert_eq!(sim.holder(own), None, "its member mapping is deleted");
+    assert_eq!(sim.dir(succ).external_port, Some(8080));
+}
+
+/// Secure mode with leases that lapse: the successor reads the dead holder's remaining lease
+/// (GetSpecificPortMappingEntry) and asks again every 200 ms around it: 8080 is back at most
+/// about one lease after the crash, within 0.2 s of the lapse.
+#[test]
+fn in_secure_mode_the_successor_asks_again_right_when_the_old_lease_lapses() {
+    for wait in [0.3, 4.1, 9.7] {
+        let mut igd = FakeIgd::new(false);
+        igd.secure = true;
+        igd.leases = true;
+        let mut sim = Sim::three_with_election(igd);
+        // Crash at some point of the holder's renewal cycle (renewed every 10 s).
+        sim.run_for(secs(wait));
+        let dead = sim.nodes[0].addr;
+        let lapse = sim.igd.ends[&8080];
+        let crash = sim.now;
+        sim.nodes[0].done = true;
+        let t = sim
+            .run_until_pred(secs(25.0), |s| {
+                s.reps().len() == 1 && s.holder(8080).is_some_and(|h| h != dead)
+            })
+            .expect("a successor once the lease lapsed");
+        let late = (crash + t).saturating_duration_since(lapse);
+        // 200 ms between tries, 10 ms steps of this test.
+        assert!(late <= secs(0.21), "{late:?} after the lapse");
+        assert!(t <= secs(20.21), "{t:?} after the crash (lease 20 s)");
+        // Asked just after the lapse it read, not every second since the start only.
+        let adds = sim.igd.actions("AddPortMapping 8080");
+        assert!(adds.len() <= 25, "{adds:?}");
+    }
+}
+
+/// Two nodes; the first holds 8080 and lists the second.
+fn two_with_election(igd: FakeIgd) -> Sim {
+    let mut sim = Sim::new(igd);
+    for id in [0xa, 0xb] {
+        sim.add(named(id, None), el_opts());
+        sim.run_for(secs(1.0));
+    }
+    sim.run_for(secs(2.0));
+    assert_eq!(sim.reps(), [0]);
+    sim
+}
+
+/// Issue 6, defect 2: a stale representative holds 8080 on a router in secure mode; the current
+/// one's reclaim cannot delete it (606) and the router refuses its AddPortMapping (718). It
+/// does not give up: it asks again until the stale one, told to stand down, deletes its own
+/// mapping (or its lease lapses).
+#[test]
+fn a_reclaim_refused_in_secure_mode_waits_for_the_stale_representative() {
+    let mut sim = two_with_election(FakeIgd::new(false));
+    let (a, b) = (0, 1);
+    // The LAN fails: b takes over (permissive router: it deletes a's mapping).
+    sim.lan_loss = true;
+    sim.run_until_pred(secs(5.0), |s| s.holder(8080) == Some(s.nodes[b].addr))
+        .expect("b takes over while cut off");
+    sim.run_for(secs(0.5));
+    assert_eq!(sim.dir(b).role, Role::Representative);
+    let b_term = sim.nodes[b].pm.election().map(|e| e.term()).unwrap_or(0);
+    // Meanwhile the stale a got the port back at the router (say its renewal raced), and the
+    // router switches to secure mode.
+    let e = sim
+        .igd
+        .entries
+        .iter_mut()
+        .find(|e| e.external_port == 8080)
+        .expect("8080");
+    e.internal_client = sim.nodes[a].addr;
+    e.description = desc::encode(0xa, "camera 1");
+    sim.igd.secure = true;
+    sim.igd.log.clear();
+    // b hears a's inquiry (a still cannot hear b): b wins (newer term) and reclaims.
+    let a_term = sim.nodes[a].pm.election().map(|e| e.term()).unwrap_or(0);
+    assert!(a_term < b_term);
+    let inquiry = lanproto::Repr {
+        header: lanproto::Header {
+            node_id: 0xa,
+            sequence: u64::MAX / 2,
+            term: a_term,
+        },
+        body: lanproto::Body::Inquiry(lanproto::Inquiry {
+            external_port: 8080,
+            external_addr: None,
+        }),
+    };
+    let from = SocketAddrV4::new(sim.nodes[a].addr, lanproto::DEFAULT_PORT);
+    sim.input(
+        b,
+        Input::Lan {
+            from,
+            data: inquiry.emit(),
+        },
+    );
+    sim.run_for(secs(3.0));
+    let log: Vec<String> = sim
+        .igd
+        .log
+        .iter()
+        .filter(|(c, _)| *c == sim.nodes[b].addr)
+        .map(|(_, a)| a.clone())
+        .collect();
+    assert!(
+        log.contains(&"DeletePortMapping 8080 606".to_string()),
+        "{log:?}"
+    );
+    assert!(
+        log.contains(&"AddPortMapping 8080 718".to_string()),
+        "{log:?}"
+    );
+    assert!(
+        log.iter()
+            .filter(|a| a.starts_with("AddPortMapping 8080"))
+            .count()
+            >= 3,
+        "asked again: {log:?}"
+    );
+    // b did not give up: still the representative.
+    assert_eq!(sim.dir(b).role, Role::Representative);
+    assert_eq!(sim.holder(8080), Some(sim.nodes[a].addr));
+    // The LAN heals: a hears b, stands down and deletes its own mapping; b's next try gets it.
+    sim.lan_loss = false;
+    let t = sim
+        .run_until_pred(secs(3.0), |s| {
+            s.holder(8080) == Some(s.nodes[b].addr) && s.dir(a).role == Role::Member
+        })
+        .expect("b holds the port again, a is a member");
+    assert!(t <= secs(1.7), "{t:?}");
+    assert_eq!(sim.reps(), [b]);
 }
 
 #[test]
@@ -1001,10 +1192,10 @@ fn notices_merge_with_the_table_and_expire() {
     // Malformed and unknown input is counted and dropped.
     let mut v2 = notice.emit();
     v2[4] = 2;
-    // Types 3-9 belong to the rotation (issue 6); 10 is unknown.
-    let mut t10 = notice.emit();
-    t10[5] = 10;
-    for data in [b"garbage".to_vec(), v2, t10, notice.emit()[..40].to_vec()] {
+    // Types 3-10 belong to the rotation (issue 6); 11 is unknown.
+    let mut t11 = notice.emit();
+    t11[5] = 11;
+    for data in [b"garbage".to_vec(), v2, t11, notice.emit()[..40].to_vec()] {
         sim.input(a, Input::Lan { from, data });
     }
     let s = sim.nodes[a].pm.lan_stats();
