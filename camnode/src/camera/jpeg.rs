@@ -8,11 +8,13 @@
 //! per-sample loop that is slower than this). RGB ([`RgbFrame`], a webcam's converted frames)
 //! takes jpeg-encoder's RGB path (its own AVX2 colour conversion).
 //!
-//! Where the time goes on the YCbCr path (perf, 640x480 at quality 80, jpeg-encoder 0.7.1 on an
-//! AVX2 CPU): quantisation about 37% (a scalar loop per coefficient: its AVX2 code covers only the
-//! DCT), Huffman coding about 27% (a branch per coefficient), fetching each 8x8 block out of the
-//! line buffers 12%, the AVX2 DCT 11%, our chroma averaging 4%, copying lines 2%. None of these
-//! is reachable through jpeg-encoder's API; see `cam-bench` for the comparison with libjpeg-turbo.
+//! jpeg-encoder is the workspace's vendored copy (`vendor/jpeg-encoder`, 0.7.1 with AVX2
+//! quantisation, AVX2 block fetch, bitmask-driven Huffman coding and a buffered bit writer; the
+//! same bytes as upstream, see its `PATCHES.md`). Upstream 0.7.1 spent most of its time in a
+//! scalar quantisation loop, a branch per coefficient in Huffman coding and per-8-byte calls
+//! into the output writer; with the patches the AVX2 DCT is the largest single part, then
+//! Huffman coding, quantisation and block fetch (perf, 1280x720 at quality 80). See `cam-bench`
+//! for the comparison with libjpeg-turbo.
 
 use std::sync::OnceLock;
 
