@@ -349,14 +349,14 @@ impl Config {
                 "use e.g. 80",
             );
         }
-        if !(8..=8192).contains(&self.width) || self.width % 8 != 0 {
+        if !(8..=8192).contains(&self.width) || !self.width.is_multiple_of(8) {
             return invalid(
                 "width",
                 format!("{} pixels", self.width),
                 "use a multiple of 8 from 8 to 8192, e.g. 640",
             );
         }
-        if !(8..=8192).contains(&self.height) || self.height % 8 != 0 {
+        if !(8..=8192).contains(&self.height) || !self.height.is_multiple_of(8) {
             return invalid(
                 "height",
                 format!("{} pixels", self.height),

@@ -490,7 +490,7 @@ fn emit_options(out: &mut Vec<u8>, options: &[PcpOption]) {
 
 fn check_pcp_len(len: usize) -> Result<(), Error> {
     // RFC 6887 §8.3: at least the header, at most 1100 octets, a multiple of 4.
-    if !(pcp_field::HEADER_LEN..=PCP_MAX_MESSAGE).contains(&len) || len % 4 != 0 {
+    if !(pcp_field::HEADER_LEN..=PCP_MAX_MESSAGE).contains(&len) || !len.is_multiple_of(4) {
         return Err(Error::Length(len));
     }
     Ok(())

@@ -130,7 +130,7 @@ impl ImageBuffer for Planes<'_> {
         out_y.extend_from_slice(&luma[line..line + w]);
         // MCU rows (and our strips) start at multiples of 16, so even lines of the picture are
         // even lines of the encoder's buffers. The last line pairs with itself.
-        if self.subsample && y % 2 == 0 {
+        if self.subsample && y.is_multiple_of(2) {
             let below = usize::from((y + 1).min(self.height - 1)) * w;
             average_2x2(&cb[line..line + w], &cb[below..below + w], out_cb);
             average_2x2(&cr[line..line + w], &cr[below..below + w], out_cr);

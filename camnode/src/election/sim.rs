@@ -1056,7 +1056,7 @@ fn random_scenario(seed: u64) -> Seen {
     let mut pick = SmallRng::seed_from_u64(seed ^ 0x5eed);
     let n = pick.random_range(3..=10);
     let rule = RULES[(seed % 3) as usize];
-    let mode = if seed % 7 == 0 {
+    let mode = if seed.is_multiple_of(7) {
         Mode::Secure
     } else {
         Mode::Permissive

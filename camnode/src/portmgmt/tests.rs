@@ -807,7 +807,7 @@ fn discovery_backs_off_exponentially_to_the_cap_and_reports_no_igd() {
     sim.run_for(secs(200.0));
     let rounds: Vec<Instant> = sim.nodes[n].searches.chunks(3).map(|c| c[0]).collect();
     assert!(
-        sim.nodes[n].searches.len() % 3 == 0,
+        sim.nodes[n].searches.len().is_multiple_of(3),
         "three search targets per round"
     );
     let gaps: Vec<f64> = rounds
