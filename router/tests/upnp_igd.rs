@@ -296,6 +296,95 @@ async fn upnpc_add_list_delete_status() {
     igd.stop().await;
 }
 
+/// miniupnpc sends argument values without XML-escaping them: `upnpc -e 'a&b'` puts a bare
+/// `&` in NewPortMappingDescription. Such a description is taken literally, stored as sent,
+/// and escaped again in every reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upnpc_unescaped_description() {
+    let igd = Igd::start(None, |_| {}).await;
+    let url = igd.url();
+    let descs = [
+        ("18081", "a&b"),
+        ("18082", "x<y> & \"z\""),
+        ("18083", "&lt; stays &lt;"),
+    ];
+    for (port, desc) in descs {
+        let s = upnpc(
+            &url,
+            &["-e", desc, "-a", "127.0.0.1", port, port, "TCP", "3600"],
+        )
+        .await;
+        assert!(
+            s.contains(&format!("is redirected to internal 127.0.0.1:{port}")),
+            "{desc}: {s}"
+        );
+    }
+    let stored: Vec<(u16, String)> = igd
+        .handle
+        .mappings()
+        .into_iter()
+        .map(|m| (m.external_port, m.description))
+        .collect();
+    assert_eq!(
+        stored,
+        vec![
+            (18081, "a&b".to_string()),
+            (18082, "x<y> & \"z\"".to_string()),
+            // a reference the client wrote is a reference: decoded
+            (18083, "< stays <".to_string()),
+        ]
+    );
+    assert_eq!(igd.handle.stats().soap_malformed, 0);
+    // escaped again on output, and our client reads it back as stored
+    let key = [
+        ("NewRemoteHost", ""),
+        ("NewExternalPort", "18082"),
+        ("NewProtocol", "TCP"),
+    ];
+    let (s, b) = call(&igd, 2, "GetSpecificPortMappingEntry", &key).await;
+    assert_eq!(s, 200);
+    assert!(
+        b.contains(
+            "<NewPortMappingDescription>x&lt;y&gt; &amp; &quot;z&quot;</NewPortMappingDescription>"
+        ),
+        "{b}"
+    );
+    let r = soap::parse_response(b.as_bytes()).unwrap().unwrap();
+    assert_eq!(r.arg("NewPortMappingDescription"), Some("x<y> & \"z\""));
+    // upnpc lists them (it does not decode entities, so it shows the escaped text)
+    let s = upnpc(&url, &["-l"]).await;
+    assert!(s.contains("TCP 18081->127.0.0.1:18081 'a&amp;b'"), "{s}");
+    // a stray `&` outside the free-text argument is still malformed: 402 for AddPortMapping
+    let bad = String::from_utf8(
+        soap::ActionRequest {
+            service_type: "urn:schemas-upnp-org:service:WANIPConnection:1".into(),
+            action: "AddPortMapping".into(),
+            args: add_args("18084", "127.0.0.1", "0")
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+        .emit(),
+    )
+    .unwrap()
+    .replace("<NewProtocol>TCP", "<NewProtocol>T&CP");
+    let addr = igd.handle.http_addr();
+    let (s, b) = raw_http(
+        addr,
+        soap_request(
+            "/ctl/IPConn",
+            addr,
+            Some("\"urn:schemas-upnp-org:service:WANIPConnection:1#AddPortMapping\""),
+            bad.as_bytes(),
+        ),
+    )
+    .await;
+    assert_eq!((s, error_code(&b)), (500, Some(402)), "{b}");
+    assert_eq!(igd.handle.stats().soap_malformed, 1);
+    assert_eq!(igd.forwards().len(), 3);
+    igd.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn igd_next_client() {
     use igd_next::PortMappingProtocol;
@@ -538,18 +627,34 @@ async fn error_paths() {
 async fn hostile_http_input_gets_errors_and_service_survives() {
     let igd = Igd::start(None, |_| {}).await;
     let addr = igd.handle.http_addr();
-    // not XML at all: 401 fault, counted
-    let (s, b) = raw_http(
-        addr,
-        soap_request(
-            "/ctl/IPConn",
-            addr,
+    // not XML at all, counted: 402 when SOAPACTION names an action of this service (its
+    // arguments are unreadable; miniupnpd answers the same), else 401 (no such action)
+    for (header, code) in [
+        (
             Some("\"urn:schemas-upnp-org:service:WANIPConnection:2#AddPortMapping\""),
-            b"<<<garbage",
+            402,
         ),
-    )
-    .await;
-    assert_eq!((s, error_code(&b)), (500, Some(401)));
+        (
+            Some("\"urn:schemas-upnp-org:service:WANIPConnection:1#GetExternalIPAddress\""),
+            402,
+        ),
+        (
+            Some("\"urn:schemas-upnp-org:service:WANIPConnection:2#Frobnicate\""),
+            401,
+        ),
+        (
+            Some("\"urn:schemas-upnp-org:service:Layer3Forwarding:1#GetDefaultConnectionService\""),
+            401,
+        ),
+        (None, 401),
+    ] {
+        let (s, b) = raw_http(
+            addr,
+            soap_request("/ctl/IPConn", addr, header, b"<<<garbage"),
+        )
+        .await;
+        assert_eq!((s, error_code(&b)), (500, Some(code)), "{header:?}");
+    }
     // a DTD with an entity bomb: refused
     let bomb = b"<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY a \"aaaa\"><!ENTITY b \"&a;&a;&a;\">]><s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body><u:GetExternalIPAddress xmlns:u=\"urn:schemas-upnp-org:service:WANIPConnection:2\">&b;</u:GetExternalIPAddress></s:Body></s:Envelope>";
     let (s, _) = raw_http(addr, soap_request("/ctl/IPConn", addr, None, bomb)).await;
@@ -966,10 +1071,21 @@ async fn natpmp_and_pcp() {
         ..pcp.clone()
     };
     let r = tokio::task::block_in_place(|| pmp_exchange(to, &thief.emit()));
+    let refused = PcpResponse::parse(&r).unwrap();
+    assert_eq!(refused.result, PcpResult::NotAuthorized);
+    // §11.3: the error carries the remaining lifetime of the mapping it may not touch
+    assert_eq!(refused.lifetime, pcp.lifetime);
+    // nor delete it
+    let thief_delete = PcpRequest {
+        lifetime: 0,
+        ..thief.clone()
+    };
+    let r = tokio::task::block_in_place(|| pmp_exchange(to, &thief_delete.emit()));
     assert_eq!(
         PcpResponse::parse(&r).unwrap().result,
         PcpResult::NotAuthorized
     );
+    assert!(igd.forwards().contains(&(Protocol::Udp, 15000, ME, 5000)));
     // ADDRESS_MISMATCH
     let liar = PcpRequest {
         client_addr: natpmp::v4_mapped(Ipv4Addr::new(127, 0, 0, 9)),

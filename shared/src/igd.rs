@@ -584,6 +584,22 @@ pub fn parse_action(req: &ActionRequest) -> Result<(Addressed, Action), UpnpErro
     Ok((Addressed::Service(st), action))
 }
 
+/// Whether the service `service_type` has `action` (QueryStateVariable in the control
+/// namespace included). For a body that cannot be read: when the SOAPACTION header names an
+/// action the service has, the action is identified and what failed is its arguments, so the
+/// answer is 402 Invalid Args, as miniupnpd gives; otherwise 401 Invalid Action (UDA 1.1
+/// §3.2.2: 401 is "no action by that name at this service").
+pub fn has_action(service_type: &str, action: &str) -> bool {
+    let probe = ActionRequest {
+        service_type: service_type.to_string(),
+        action: action.to_string(),
+        args: Vec::new(),
+    };
+    // Without arguments an action we have parses or fails on them (402, 716, ...); one we do
+    // not have is 401.
+    !matches!(parse_action(&probe), Err(UpnpError::InvalidAction))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Replies
 
@@ -1022,6 +1038,23 @@ mod tests {
             ("NewPortMappingDescription", "cam 1"),
             ("NewLeaseDuration", "3600"),
         ]
+    }
+
+    #[test]
+    fn has_action_by_service() {
+        let ip1 = "urn:schemas-upnp-org:service:WANIPConnection:1";
+        let ip2 = "urn:schemas-upnp-org:service:WANIPConnection:2";
+        assert!(has_action(ip1, "AddPortMapping"));
+        assert!(has_action(ip1, "GetExternalIPAddress"));
+        assert!(has_action(ip2, "AddAnyPortMapping"));
+        assert!(!has_action(ip1, "AddAnyPortMapping"), "v2 only");
+        assert!(!has_action(ip1, "Frobnicate"));
+        assert!(!has_action("urn:x", "AddPortMapping"));
+        assert!(has_action(CONTROL_NS, "QueryStateVariable"));
+        assert!(has_action(
+            "urn:schemas-upnp-org:service:Layer3Forwarding:1",
+            "GetDefaultConnectionService"
+        ));
     }
 
     #[test]

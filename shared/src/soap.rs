@@ -9,6 +9,12 @@
 //!
 //! Parsing goes through the crate's bounded XML reader: no DTD, no entities beyond the predefined five,
 //! bounded size. Emitting escapes every argument value.
+//!
+//! One leniency: miniupnpc (2.2) sends argument values without escaping them, and miniupnpd
+//! answers descriptions the same way, so a description holding `&` or `<` makes the body
+//! ill-formed. When a body does not parse, a stray `&` or `<` in the text of the free-text
+//! arguments ([`LENIENT_TEXT`]) is taken literally (escaped, never expanded) and the body is
+//! parsed again under the same rules; a body that still fails is refused.
 
 use std::fmt::Write as _;
 
@@ -29,6 +35,11 @@ pub const FAULT_HTTP_STATUS: u16 = 500;
 pub const MAX_REQUEST: usize = 16 * 1024;
 /// Largest response body a client reads (GetListOfPortMappings with 1000 entries, escaped).
 pub const MAX_RESPONSE: usize = 2 * 1024 * 1024;
+
+/// The arguments whose text may hold a stray `&` or `<` that is taken literally: the free-text
+/// ones (the only such in-argument of WANIPConnection, and its out-argument in the entry
+/// replies).
+pub const LENIENT_TEXT: &[&str] = &["NewPortMappingDescription"];
 
 /// Why a SOAP body or SOAPACTION header was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,9 +65,11 @@ pub enum SoapError {
 }
 
 impl SoapError {
-    /// The UPnP error to answer a request with when parsing failed: a request we cannot read is
-    /// an action we cannot identify (401), except that a readable action with bad arguments is
-    /// reported later as 402 by [`crate::igd`].
+    /// The UPnP error to answer a request with when parsing failed and nothing else names the
+    /// action: a request we cannot read is an action we cannot identify (401). When the
+    /// SOAPACTION header names an action the service has, the server answers 402 instead (see
+    /// [`crate::igd::has_action`]); a readable action with bad arguments is 402 from
+    /// [`crate::igd::parse_action`].
     pub fn upnp_error(&self) -> UpnpError {
         UpnpError::InvalidAction
     }
@@ -105,14 +118,30 @@ pub struct ActionRequest {
     pub args: Vec<(String, String)>,
 }
 
+/// Parses strictly; if that fails on a stray `&` or `<`, once more with those escaped in the
+/// [`LENIENT_TEXT`] elements (same limits; the escaped copy may outgrow the input a little).
+fn parse_lenient(input: &[u8], max: usize) -> Result<Element, XmlError> {
+    let limits = Limits {
+        max_bytes: max,
+        ..Limits::default()
+    };
+    match xml::parse(input, limits) {
+        Err(e @ (XmlError::Malformed(_) | XmlError::UnknownEntity(_))) => {
+            let Some(fixed) = xml::escape_stray_markup(input, LENIENT_TEXT) else {
+                return Err(e);
+            };
+            let limits = Limits {
+                max_bytes: fixed.len().max(max),
+                ..limits
+            };
+            xml::parse(&fixed, limits).map_err(|_| e)
+        }
+        r => r,
+    }
+}
+
 fn body_element(input: &[u8], max: usize) -> Result<Element, SoapError> {
-    let root = xml::parse(
-        input,
-        Limits {
-            max_bytes: max,
-            ..Limits::default()
-        },
-    )?;
+    let root = parse_lenient(input, max)?;
     // Tolerate a missing namespace on Envelope (some embedded stacks), but not another one.
     if root.name != "Envelope" || root.ns.as_deref().is_some_and(|ns| ns != ENVELOPE_NS) {
         return Err(SoapError::NotEnvelope);
@@ -373,6 +402,64 @@ pub(crate) mod tests {
         ));
         assert!(ActionRequest::parse(b"<s:Envelope xmlns:s=\"").is_err());
         assert!(ActionRequest::parse(b"\x00\x01\x02").is_err());
+    }
+
+    /// upnpc's AddPortMapping with a description it did not escape.
+    fn upnpc_add_with(desc: &str) -> Vec<u8> {
+        String::from_utf8(UPNPC_ADD.to_vec())
+            .unwrap()
+            .replace("libminiupnpc", desc)
+            .into_bytes()
+    }
+
+    #[test]
+    fn unescaped_description_is_taken_literally() {
+        for desc in [
+            "a&b",
+            "a<b",
+            "Tom & Jerry's <cam>",
+            "&&&;",
+            "a&unknown;b",
+            "x<y>z",
+        ] {
+            let r = ActionRequest::parse(&upnpc_add_with(desc)).unwrap();
+            assert_eq!(r.arg("NewPortMappingDescription"), Some(desc), "{desc}");
+            assert_eq!(r.args.len(), 8);
+            // re-escaped on output
+            let out = String::from_utf8(r.emit()).unwrap();
+            assert!(out.contains(&format!("<NewPortMappingDescription>{}<", escape(desc))));
+        }
+        // proper escaping still decodes
+        let r = ActionRequest::parse(&upnpc_add_with("a&amp;b&#33;")).unwrap();
+        assert_eq!(r.arg("NewPortMappingDescription"), Some("a&b!"));
+        // miniupnpd's replies carry descriptions the same way (client side)
+        let reply = b"<?xml version=\"1.0\"?>\r\n<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\" s:encodingStyle=\"http://schemas.xmlsoap.org/soap/encoding/\"><s:Body><u:GetSpecificPortMappingEntryResponse xmlns:u=\"urn:schemas-upnp-org:service:WANIPConnection:1\"><NewInternalPort>80</NewInternalPort><NewInternalClient>192.168.1.100</NewInternalClient><NewEnabled>1</NewEnabled><NewPortMappingDescription>a&b</NewPortMappingDescription><NewLeaseDuration>0</NewLeaseDuration></u:GetSpecificPortMappingEntryResponse></s:Body></s:Envelope>\r\n";
+        let r = parse_response(reply).unwrap().unwrap();
+        assert_eq!(r.arg("NewPortMappingDescription"), Some("a&b"));
+    }
+
+    #[test]
+    fn leniency_stops_at_the_free_text_arguments() {
+        // a stray & elsewhere, a broken structure, a DTD: still refused
+        let other = String::from_utf8(UPNPC_ADD.to_vec())
+            .unwrap()
+            .replace("192.168.1.100", "192.168.1.100&x")
+            .into_bytes();
+        assert!(ActionRequest::parse(&other).is_err());
+        let body = upnpc_add_with("a&b");
+        assert!(ActionRequest::parse(&body[..body.len() - 40]).is_err());
+        let unclosed = String::from_utf8(upnpc_add_with("a&b"))
+            .unwrap()
+            .replace("</NewPortMappingDescription>", "");
+        assert!(ActionRequest::parse(unclosed.as_bytes()).is_err());
+        let doctype = String::from_utf8(upnpc_add_with("&e;&")).unwrap().replace(
+            "<?xml version=\"1.0\"?>",
+            "<?xml version=\"1.0\"?><!DOCTYPE s [<!ENTITY e \"x\">]>",
+        );
+        assert_eq!(
+            ActionRequest::parse(doctype.as_bytes()),
+            Err(SoapError::Xml(XmlError::Doctype))
+        );
     }
 
     #[test]

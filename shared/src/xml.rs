@@ -11,6 +11,10 @@
 //!
 //! Namespaces are resolved (XML Namespaces 1.0) so `<u:AddPortMapping xmlns:u="...">` and
 //! `<AddPortMapping xmlns="...">` read the same.
+//!
+//! Leniency, one case only: [`escape_stray_markup`] repairs a stray `&` or `<` in the text of
+//! named leaf elements (miniupnpc writes argument values unescaped), by escaping it; the
+//! repaired document then goes through [`parse`] with every rule above. Nothing is expanded.
 
 use std::borrow::Cow;
 
@@ -156,6 +160,119 @@ pub fn escape(s: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// Length of the `&...;` reference at the start of `s` if it is one [`parse`] decodes (the five
+/// predefined entities, a decimal or hex character reference of a valid char).
+fn known_ref_len(s: &[u8]) -> Option<usize> {
+    let end = s.iter().take(12).position(|&b| b == b';')?;
+    let name = std::str::from_utf8(&s[1..end]).ok()?;
+    decode_ref(name).ok().map(|_| end + 1)
+}
+
+/// Finds `</name>` or `</prefix:name>` (with optional white space before `>`) from `from`;
+/// returns its start.
+fn find_end_tag(input: &[u8], from: usize, qname: &[u8]) -> Option<usize> {
+    let mut i = from;
+    while let Some(off) = input[i..].windows(2).position(|w| w == b"</") {
+        let start = i + off;
+        let rest = &input[start + 2..];
+        if let Some(after) = rest.strip_prefix(qname) {
+            let ws = after.iter().take_while(|b| b.is_ascii_whitespace()).count();
+            if after.get(ws) == Some(&b'>') {
+                return Some(start);
+            }
+        }
+        i = start + 2;
+    }
+    None
+}
+
+/// Repairs what some clients send without escaping: miniupnpc (2.2) writes argument values as
+/// they are, so `upnpc -e 'a&b'` sends `<NewPortMappingDescription>a&b</...>`, which is not
+/// XML. In the text of each leaf element whose local name is in `names` (start tag without
+/// attributes, up to its first end tag), a `&` that does not begin a reference [`parse`] decodes
+/// becomes `&amp;` and any `<` becomes `&lt;`; elements holding CDATA are left alone.
+///
+/// Only escapes, never expands or removes: the result must still pass [`parse`] (no DTD, known
+/// entities only, limits). None when nothing was changed.
+pub(crate) fn escape_stray_markup(input: &[u8], names: &[&str]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(input.len() + 32);
+    let mut changed = false;
+    let mut i = 0;
+    while let Some(off) = input[i..].iter().position(|&b| b == b'<') {
+        let open = i + off;
+        // `<` [prefix:] name `>`; a `<` before the `>` starts over there (linear time).
+        let tag_end = match input[open + 1..]
+            .iter()
+            .position(|&b| b == b'>' || b == b'<')
+        {
+            Some(e) if input[open + 1 + e] == b'>' => open + 1 + e,
+            Some(e) => {
+                out.extend_from_slice(&input[i..open + 1 + e]);
+                i = open + 1 + e;
+                continue;
+            }
+            None => break,
+        };
+        let qname = &input[open + 1..tag_end];
+        let local = qname
+            .iter()
+            .rposition(|&b| b == b':')
+            .map_or(qname, |c| &qname[c + 1..]);
+        let plain = !qname.is_empty()
+            && qname
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
+        let wanted = plain && names.iter().any(|n| n.as_bytes() == local);
+        let content_start = tag_end + 1;
+        let end = if wanted {
+            find_end_tag(input, content_start, qname)
+        } else {
+            None
+        };
+        let Some(end) = end else {
+            if wanted {
+                // No end tag after this one, so none after any later one either (and no
+                // quadratic rescans).
+                break;
+            }
+            out.extend_from_slice(&input[i..content_start]);
+            i = content_start;
+            continue;
+        };
+        out.extend_from_slice(&input[i..content_start]);
+        let text = &input[content_start..end];
+        if text.windows(9).any(|w| w == b"<![CDATA[") {
+            out.extend_from_slice(text);
+        } else {
+            let mut j = 0;
+            while j < text.len() {
+                match text[j] {
+                    b'&' => match known_ref_len(&text[j..]) {
+                        Some(n) => {
+                            out.extend_from_slice(&text[j..j + n]);
+                            j += n;
+                            continue;
+                        }
+                        None => {
+                            out.extend_from_slice(b"&amp;");
+                            changed = true;
+                        }
+                    },
+                    b'<' => {
+                        out.extend_from_slice(b"&lt;");
+                        changed = true;
+                    }
+                    b => out.push(b),
+                }
+                j += 1;
+            }
+        }
+        i = end;
+    }
+    out.extend_from_slice(&input[i..]);
+    changed.then_some(out)
 }
 
 fn resolved_ns(r: &ResolveResult<'_>) -> Result<Option<String>, XmlError> {
@@ -304,6 +421,46 @@ mod tests {
         assert!(parse(b"<a><b></a>", Limits::default()).is_err());
         assert!(parse(b"", Limits::default()).is_err());
         assert!(parse(b"<a/><b/>", Limits::default()).is_err());
+    }
+
+    #[test]
+    fn stray_markup_in_named_leaves_is_escaped() {
+        let names = ["Desc"];
+        let fix = |s: &str| {
+            escape_stray_markup(s.as_bytes(), &names).map(|v| String::from_utf8(v).unwrap())
+        };
+        assert_eq!(
+            fix("<a><Desc>a&b</Desc><x>1</x></a>").as_deref(),
+            Some("<a><Desc>a&amp;b</Desc><x>1</x></a>")
+        );
+        // known references stay, unknown ones become literal text, `<` too
+        assert_eq!(
+            fix("<a><u:Desc>&amp;&#65;&b;<c&</u:Desc ></a>").as_deref(),
+            Some("<a><u:Desc>&amp;&#65;&amp;b;&lt;c&amp;</u:Desc ></a>")
+        );
+        // nothing to do, other elements, CDATA, attributes: untouched
+        assert_eq!(fix("<a><Desc>ab</Desc></a>"), None);
+        assert_eq!(fix("<a><Other>a&b</Other></a>"), None);
+        assert_eq!(fix("<a><Desc><![CDATA[a&b]]></Desc></a>"), None);
+        assert_eq!(fix("<a><Desc x=\"1\">a&b</Desc></a>"), None);
+        assert_eq!(fix("<a><Desc>a&b"), None, "no end tag");
+        assert_eq!(
+            fix("<a><<x<Desc>a&b</Desc></a>").as_deref(),
+            Some("<a><<x<Desc>a&amp;b</Desc></a>")
+        );
+        let many = "<".repeat(16 * 1024) + ">";
+        assert_eq!(fix(&many), None);
+        // the repaired text parses and reads back as sent
+        let doc = fix("<a><Desc>x&y <z> &lt;</Desc></a>").unwrap();
+        let root = parse(doc.as_bytes(), Limits::default()).unwrap();
+        assert_eq!(root.child_text("Desc"), Some("x&y <z> <"));
+        // escaping cannot switch the DTD rule off
+        let bomb = "<!DOCTYPE a [<!ENTITY e \"x\">]><a><Desc>&e;&</Desc></a>";
+        let doc = fix(bomb).unwrap();
+        assert_eq!(
+            parse(doc.as_bytes(), Limits::default()),
+            Err(XmlError::Doctype)
+        );
     }
 
     #[test]

@@ -636,13 +636,16 @@ fn pcp_map_traffic_delete_expiry_and_error_paths() {
         &format!("--nonce {NONCE_OTHER} map tcp 8200 8200 120"),
     );
     assert_result(&r, "NOT_AUTHORIZED");
-    // ...nor may that nonce delete it. (Section 11.3 asks for NOT_AUTHORIZED here too; the
-    // router answers SUCCESS and keeps the mapping, so only the mapping's survival is checked.)
-    pcp_ok(
+    // The error's lifetime is what remains of the mapping it may not touch (of 120 s).
+    let left: u32 = r["lifetime"].parse().unwrap();
+    assert!((60..=120).contains(&left), "{r:?}");
+    // ...nor may that nonce delete it: NOT_AUTHORIZED again, and the mapping stays.
+    let r = pcp_ok(
         &lab,
         "cam1",
         &format!("--nonce {NONCE_OTHER} map tcp 8200 0 0"),
     );
+    assert_result(&r, "NOT_AUTHORIZED");
     assert_eq!(
         from_internet(&lab, 8200).as_deref(),
         Some("cam1"),

@@ -1,30 +1,65 @@
-//! `igd-bench`: our IGD against miniupnpd, same client code, same concurrency.
+//! `igd-bench`: our IGD against miniupnpd in the same run, with the same client code and the
+//! same concurrency.
 //!
 //! ```text
-//! cargo run --release -p router --bin igd-bench [-- --requests N --clients C --no-miniupnpd]
+//! cargo run --release -p router --bin igd-bench [-- --requests N --clients C --rounds R --no-miniupnpd]
 //! ```
 //!
-//! - ours: the service in-process on 127.0.0.1 (ephemeral ports), an engine behind it;
-//! - miniupnpd 2.3 (nftables): in a network namespace this program creates (`igdb<pid>`, two
-//!   veth pairs: lan0 192.168.77.1/24, wan0 60.120.76.64/24, the chains miniupnpd expects),
-//!   deleted again on every exit path (normal end, error, panic, SIGINT/SIGTERM). The host
-//!   namespace is never touched; the client threads enter the namespace with setns(2).
+//! Defaults: 4 clients x 250 requests (1000 mappings), 3 rounds. Each round measures ours, a
+//! do-nothing server (the walk only, see below), then miniupnpd, each in a fresh network
+//! namespace this program creates (`igdb<pid><o|f|m><round>`: two veth pairs, lan0
+//! 192.168.77.1/24, wan0 60.120.76.64/24 since miniupnpd refuses private and documentation
+//! WAN addresses) with an empty table, so all see the same network path (client and server on
+//! the namespace's LAN address) and no socket state left by earlier rounds or by anyone else on
+//! the host. The table shows the median of every metric over the rounds (errors added up, with
+//! their kinds), the load average before and after, and ours/miniupnpd ratios (above 1.00x:
+//! ours is better). Round progress goes to stderr. The namespaces, miniupnpd and the temp
+//! dirs are removed on every exit path (normal end, error, panic, SIGINT/SIGTERM); the host
+//! namespace is never touched; the client threads enter a namespace with setns(2).
 //!
-//! The client does what upnpc does: one TCP connection per request (`Connection: close`).
-//! Measured: AddPortMapping, GetGenericPortMappingEntry and GetExternalIPAddress (requests
-//! per second and p50/p99 latency with C clients), the time to walk 1000 mappings with
-//! GetGenericPortMappingEntry until 713, and the time from a unicast M-SEARCH to its reply.
+//! The servers:
+//! - ours: the UPnP service as the router runs it (a current-thread tokio runtime on a thread
+//!   of its own, the system clock, the NAPT engine behind it, no state directory), on
+//!   192.168.77.1 port 5000, SSDP on 1900;
+//! - miniupnpd 2.3 (nftables backend) with the nft chains it expects, secure mode, NAT-PMP
+//!   on, no lease file (ours persists nothing either), port 5000. It runs as a daemon at its
+//!   production log level (`-d` logs every rule at LOG_DEBUG, and with no syslog socket glibc
+//!   writes each line to /dev/console, which made each request take seconds), in a private
+//!   mount namespace where /dev/console is a FIFO the bench copies to `miniupnpd.log` in its
+//!   temp dir (and a host /dev/log, if any, is /dev/null); we are its subreaper;
+//! - the floor: a blocking thread that answers every request at once with a canned
+//!   GetGenericPortMappingEntry reply. The walk against it is the cost of the client and of
+//!   one TCP connection per request on this machine at that moment. That cost drifts (the
+//!   same floor took roughly 90 to 180 ms for 1000 requests on one day, the machine idle), so
+//!   read the walk against the floor of the same run.
+//!
+//! The client does what upnpc does: a new TCP connection per request (blocking connect with
+//! send/receive time-outs, one send), `Connection: close`, WANIPConnection:1 envelopes; it
+//! reads until the server closes. Measured:
+//! - AddPortMapping (N distinct ports per client), then GetGenericPortMappingEntry (random
+//!   indexes) and GetExternalIPAddress: answered requests per second and p50/p99 latency
+//!   with C clients at once; any answer but 200 is an error, counted by kind (HTTP status or
+//!   I/O error) and left out of the rate;
+//! - the time to walk the table with GetGenericPortMappingEntry from index 0 until 713, one
+//!   request after the other (one client);
+//! - the time from a unicast M-SEARCH (MX: 1) to the first reply, median of 20.
+//!
+//! Reading the numbers: miniupnpd's AddPortMapping is slow by design of its nftables backend
+//! (each add re-reads the whole rule chains over netlink and scans /proc/net/tcp for a local
+//! listener on the port), a cost that grows with the number of rules; it answers a search
+//! after a fixed ~50 ms. The machine's load matters to every figure (2 cores shared with the client); compare
+//! runs made at a similar load, and let TIME_WAIT sockets of a previous run expire (60 s).
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use router::nat::{Nat, NatConfig};
-use router::upnp::{ManualClock, UpnpConfig, UpnpService};
+use router::upnp::{SystemClock, UpnpConfig, UpnpService};
 
 const SERVICE: &str = "urn:schemas-upnp-org:service:WANIPConnection:1";
 
@@ -64,11 +99,17 @@ fn soap(t: &Target, action: &str, args: &[(&str, String)]) -> Result<(u16, Strin
         t.http,
         body.len()
     );
-    let mut s = TcpStream::connect_timeout(&t.http, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.set_nodelay(true)?;
+    // As miniupnpc's connecthostport(): a blocking connect bounded by SO_SNDTIMEO, a receive
+    // time-out, one send. Then read to the server's close (both close after the response), so
+    // TIME_WAIT stays on the server side as with one upnpc call; a client closing first after
+    // thousands of requests piles TIME_WAIT on its own ports and slows its own connects.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    sock.set_read_timeout(Some(Duration::from_secs(5)))?;
+    sock.set_write_timeout(Some(Duration::from_secs(5)))?;
+    sock.connect(&t.http.into())?;
+    let mut s = TcpStream::from(sock);
     s.write_all(req.as_bytes())?;
-    let mut out = Vec::with_capacity(1024);
+    let mut out = Vec::with_capacity(2048);
     s.read_to_end(&mut out)?;
     let text = String::from_utf8_lossy(&out).into_owned();
     let code = text
@@ -92,12 +133,26 @@ fn add_args(t: &Target, port: u16) -> Vec<(&'static str, String)> {
     ]
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Run {
     rps: f64,
     p50: f64,
     p99: f64,
     errors: usize,
+    /// What the errors were ("HTTP 500", "TimedOut", ...), with counts.
+    kinds: Vec<(String, usize)>,
+}
+
+/// A failed request in a few words: the HTTP status, or the I/O error kind.
+fn error_kind(r: &Result<u16>) -> Option<String> {
+    match r {
+        Ok(200) => None,
+        Ok(code) => Some(format!("HTTP {code}")),
+        Err(e) => Some(match e.downcast_ref::<std::io::Error>() {
+            Some(io) => format!("{:?}", io.kind()),
+            None => format!("{e:#}"),
+        }),
+    }
 }
 
 /// `clients` threads, `per_client` requests each; `req(t, client, i)` makes one request.
@@ -109,7 +164,9 @@ fn load(
 ) -> Result<Run> {
     let req = Arc::new(req);
     let lat = Arc::new(Mutex::new(Vec::with_capacity(clients * per_client)));
-    let errors = Arc::new(Mutex::new(0usize));
+    let errors = Arc::new(Mutex::new(
+        std::collections::BTreeMap::<String, usize>::new(),
+    ));
     let start = Instant::now();
     let mut hs = Vec::new();
     for c in 0..clients {
@@ -119,9 +176,12 @@ fn load(
             let mut mine = Vec::with_capacity(per_client);
             for i in 0..per_client {
                 let t0 = Instant::now();
-                match req(&t, c, i) {
-                    Ok(200) => {}
-                    _ => *errors.lock().unwrap_or_else(|e| e.into_inner()) += 1,
+                if let Some(k) = error_kind(&req(&t, c, i)) {
+                    *errors
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .entry(k)
+                        .or_default() += 1;
                 }
                 mine.push(t0.elapsed().as_secs_f64() * 1e3);
             }
@@ -140,11 +200,20 @@ fn load(
             .copied()
             .unwrap_or(0.0)
     };
+    let kinds: Vec<(String, usize)> = errors
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(k, n)| (k.clone(), *n))
+        .collect();
+    let errors: usize = kinds.iter().map(|(_, n)| n).sum();
     Ok(Run {
-        rps: l.len() as f64 / secs,
+        // answered requests (200) per second
+        rps: l.len().saturating_sub(errors) as f64 / secs,
         p50: pct(0.50),
         p99: pct(0.99),
-        errors: *errors.lock().unwrap_or_else(|e| e.into_inner()),
+        errors,
+        kinds,
     })
 }
 
@@ -220,7 +289,7 @@ fn measure(t: &Target, clients: usize, per: usize) -> Result<Results> {
         let port = 20000 + (c * per + i) as u16;
         Ok(soap(t, "AddPortMapping", &add_args(t, port))?.0)
     })?;
-    eprintln!("  add: {add:?}");
+    eprintln!("  {} add: {add:?}", t.name);
     let n = clients * per;
     let generic = load(t, clients, per, move |t, c, i| {
         let idx = (c * 7919 + i * 104_729) % n;
@@ -253,7 +322,101 @@ fn measure(t: &Target, clients: usize, per: usize) -> Result<Results> {
 struct Lab {
     ns: String,
     dir: PathBuf,
-    child: Option<Child>,
+    /// The miniupnpd daemon (a child of ours: we are a subreaper).
+    daemon: Option<libc::pid_t>,
+    console: Option<ConsoleCapture>,
+}
+
+fn cstr(p: &std::path::Path) -> Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    Ok(std::ffi::CString::new(p.as_os_str().as_bytes())?)
+}
+
+/// Whether `pid` is a child of this process (miniupnpd's daemon, reparented to us).
+fn is_our_child(pid: libc::pid_t) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    let ppid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|v| v.trim().parse::<u32>().ok());
+    ppid == Some(std::process::id())
+}
+
+/// Kills and reaps a child of ours.
+fn kill_child(pid: libc::pid_t) {
+    if pid <= 0 || !is_our_child(pid) {
+        return;
+    }
+    // SAFETY: plain system calls on a pid that is our own child (checked above), so it
+    // cannot have been reused by another process before we reap it.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        let mut st = 0;
+        libc::waitpid(pid, &mut st, 0);
+    }
+}
+
+/// miniupnpd's syslog output. Without a syslog socket (no /dev/log here) glibc's LOG_CONS
+/// falls back to /dev/console; miniupnpd runs in a mount namespace where /dev/console is this
+/// FIFO, and a thread appends what arrives to miniupnpd.log.
+struct ConsoleCapture {
+    fifo: PathBuf,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ConsoleCapture {
+    fn start(fifo: &std::path::Path, log: &std::path::Path) -> Result<ConsoleCapture> {
+        let c = cstr(fifo)?;
+        // SAFETY: a valid C string; mkfifo only creates the node.
+        if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+            bail!(
+                "mkfifo {}: {}",
+                fifo.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+        // Read-write: never blocks on open, never sees EOF when a writer closes.
+        let mut rx = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(fifo)?;
+        let mut out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = rx.read(&mut buf) {
+                if n == 0 || flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let _ = out.write_all(&buf[..n]);
+            }
+        });
+        Ok(ConsoleCapture {
+            fifo: fifo.to_path_buf(),
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for ConsoleCapture {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Wake the reader.
+        if let Ok(mut w) = std::fs::OpenOptions::new().write(true).open(&self.fifo) {
+            let _ = w.write_all(b"\n");
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 fn sh(args: &[&str], input: Option<&str>) -> Result<()> {
@@ -285,17 +448,26 @@ const NFT: &str = r#"table inet filter {
 }
 "#;
 
+/// The LAN address of the router in each namespace (ours binds it too).
+const LAN: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 1);
+/// The WAN address (public: miniupnpd refuses private and documentation ones).
+const WAN: Ipv4Addr = Ipv4Addr::new(60, 120, 76, 64);
+
 impl Lab {
-    fn up() -> Result<Lab> {
-        let ns = format!("igdb{}", std::process::id());
+    /// A fresh namespace `igdb<pid><tag><round>` with the router's links and addresses (no
+    /// sockets, no TIME_WAIT left from earlier rounds or from anyone on the host).
+    fn up(tag: char, round: usize) -> Result<Lab> {
+        let ns = format!("igdb{}{tag}{round}", std::process::id());
         let dir = std::env::temp_dir().join(&ns);
         std::fs::create_dir_all(&dir)?;
-        let mut lab = Lab {
+        let lab = Lab {
             ns: ns.clone(),
             dir: dir.clone(),
-            child: None,
+            daemon: None,
+            console: None,
         };
         sh(&["ip", "netns", "add", &ns], None)?;
+        *CLEANUP_NS.lock().unwrap_or_else(|e| e.into_inner()) = Some((ns.clone(), 0));
         let x = |cmd: &str| -> Result<()> {
             let mut v = vec!["ip", "netns", "exec", &ns];
             v.extend(cmd.split_whitespace());
@@ -307,9 +479,15 @@ impl Lab {
         for l in ["lan0", "lan0p", "wan0", "wan0p"] {
             x(&format!("ip link set {l} up"))?;
         }
-        x("ip addr add 192.168.77.1/24 dev lan0")?;
-        x("ip addr add 60.120.76.64/24 dev wan0")?;
+        x(&format!("ip addr add {LAN}/24 dev lan0"))?;
+        x(&format!("ip addr add {WAN}/24 dev wan0"))?;
         x("ip route add default via 60.120.76.1 dev wan0")?;
+        Ok(lab)
+    }
+
+    /// miniupnpd in the namespace, with the nft chains it expects.
+    fn start_miniupnpd(&mut self) -> Result<()> {
+        let (ns, dir) = (self.ns.clone(), self.dir.clone());
         sh(&["ip", "netns", "exec", &ns, "nft", "-f", "-"], Some(NFT))?;
         let conf = dir.join("miniupnpd.conf");
         std::fs::write(
@@ -321,39 +499,99 @@ impl Lab {
                  upnp_nat_chain=prerouting_miniupnpd\nupnp_nat_postrouting_chain=postrouting_miniupnpd\n\
                  allow 1024-65535 192.168.77.0/24 1-65535\ndeny 0-65535 0.0.0.0/0 0-65535\n",
         )?;
-        let log = std::fs::File::create(dir.join("miniupnpd.log"))?;
+        let log_path = dir.join("miniupnpd.log");
+        std::fs::File::create(&log_path)?;
+        let log = std::fs::OpenOptions::new().append(true).open(&log_path)?;
+        self.console = Some(ConsoleCapture::start(&dir.join("console.fifo"), &log_path)?);
+        let fifo = cstr(&dir.join("console.fifo"))?;
+        let pidfile = dir.join("miniupnpd.pid");
         let nsfile = std::fs::File::open(format!("/var/run/netns/{ns}"))?;
+        // Not `-d`: debug mode logs at LOG_DEBUG (several lines per existing rule on every
+        // request) and, with no syslog socket (/dev/log), glibc's LOG_CONS fallback opens and
+        // writes /dev/console for each line. That made miniupnpd's requests take 1-2.5 s at a
+        // few hundred rules (1000 requests: ~680 client time-outs). As a daemon it logs at
+        // LOG_NOTICE, as in production; whatever it logs reaches our FIFO (`ConsoleCapture`).
         let mut cmd = Command::new("miniupnpd");
-        cmd.arg("-d")
-            .arg("-f")
-            .arg(&conf)
-            .arg("-P")
-            .arg(dir.join("miniupnpd.pid"));
+        cmd.arg("-f").arg(&conf).arg("-P").arg(&pidfile);
+        let console_exists = std::path::Path::new("/dev/console").exists();
+        let devlog_exists = std::fs::symlink_metadata("/dev/log").is_ok();
         {
             use std::os::fd::AsRawFd;
             use std::os::unix::process::CommandExt;
             let fd = nsfile.as_raw_fd();
-            // SAFETY: setns is async-signal-safe; it runs in the child between fork and exec,
-            // so miniupnpd starts inside the namespace and the child's pid is miniupnpd's.
+            let (root, console, devlog, null) = (c"/", c"/dev/console", c"/dev/log", c"/dev/null");
+            let bind = |from: &std::ffi::CStr, to: &std::ffi::CStr| {
+                // SAFETY: mount(2) with valid C strings; no allocation.
+                unsafe {
+                    libc::mount(
+                        from.as_ptr(),
+                        to.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_BIND,
+                        std::ptr::null(),
+                    )
+                }
+            };
+            // SAFETY: only async-signal-safe system calls on memory prepared before the fork:
+            // enter the namespace, then a private mount namespace (nothing in it is visible
+            // outside) in which /dev/console is our FIFO and a host syslog socket, if any, is
+            // /dev/null, so every line miniupnpd logs comes to us and none to the host.
             unsafe {
                 cmd.pre_exec(move || {
-                    if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    if libc::setns(fd, libc::CLONE_NEWNET) != 0
+                        || libc::unshare(libc::CLONE_NEWNS) != 0
+                        || libc::mount(
+                            std::ptr::null(),
+                            root.as_ptr(),
+                            std::ptr::null(),
+                            libc::MS_REC | libc::MS_PRIVATE,
+                            std::ptr::null(),
+                        ) != 0
+                        || (console_exists && bind(fifo.as_c_str(), console) != 0)
+                        || (devlog_exists && bind(null, devlog) != 0)
+                    {
                         return Err(std::io::Error::last_os_error());
                     }
                     Ok(())
                 });
             }
         }
-        let child = cmd
-            .stdout(log.try_clone()?)
-            .stderr(log)
+        let mut starter = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
             .spawn()
-            .context("starting miniupnpd")?;
-        lab.child = Some(child);
-        *CLEANUP_NS.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((ns.clone(), lab.child.as_ref().map_or(0, Child::id)));
-        // Wait for its HTTP port.
-        let t = lab.target();
+            .context("starting miniupnpd (in its network and mount namespaces)")?;
+        // The process we started forks the daemon (we are its subreaper) and exits.
+        let status = starter.wait()?;
+        if !status.success() {
+            bail!(
+                "miniupnpd exited with {status}: {}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+        }
+        let starter_pid = starter.id();
+        // Its pid file, then its HTTP port.
+        let t = self.target();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let pid = loop {
+            if let Some(pid) = std::fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|s| s.trim().parse::<libc::pid_t>().ok())
+                .filter(|p| *p > 0 && is_our_child(*p))
+            {
+                break pid;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "miniupnpd (started as pid {starter_pid}) wrote no pid file: {}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        self.daemon = Some(pid);
+        *CLEANUP_NS.lock().unwrap_or_else(|e| e.into_inner()) = Some((ns.clone(), pid));
         let ok = std::thread::spawn(move || -> bool {
             if enter_netns(&t.netns).is_err() {
                 return false;
@@ -369,23 +607,20 @@ impl Lab {
         .join()
         .unwrap_or(false);
         if !ok {
-            let log = std::fs::read_to_string(dir.join("miniupnpd.log")).unwrap_or_default();
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
             bail!("miniupnpd did not start: {log}");
         }
-        Ok(lab)
+        Ok(())
     }
 
+    /// miniupnpd as the client sees it.
     fn target(&self) -> Target {
         Target {
             name: "miniupnpd",
-            http: "192.168.77.1:5000"
-                .parse()
-                .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
-            ssdp: "192.168.77.1:1900"
-                .parse()
-                .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+            http: SocketAddr::from((LAN, 5000)),
+            ssdp: SocketAddr::from((LAN, 1900)),
             control: "/ctl/IPConn".into(),
-            client_ip: Ipv4Addr::new(192, 168, 77, 1),
+            client_ip: LAN,
             netns: Some(self.ns.clone()),
         }
     }
@@ -393,17 +628,21 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(pid) = self.daemon.take() {
+            kill_child(pid);
         }
+        self.console = None;
         let _ = sh(&["ip", "netns", "del", &self.ns], None);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
 /// The namespace to delete and miniupnpd's pid to kill if a signal ends the run.
-static CLEANUP_NS: Mutex<Option<(String, u32)>> = Mutex::new(None);
+static CLEANUP_NS: Mutex<Option<(String, libc::pid_t)>> = Mutex::new(None);
+
+/// Set when SIGINT / SIGTERM arrived: the cleanup removes the namespace under the running
+/// measurement, whose errors are then not worth reporting.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// SIGINT / SIGTERM are blocked in every thread and taken by one that deletes the namespace
 /// (and so kills miniupnpd's network) before exiting.
@@ -419,17 +658,15 @@ fn install_signal_cleanup() {
         std::thread::spawn(move || {
             let mut sig: libc::c_int = 0;
             libc::sigwait(&set, &mut sig);
+            INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
             let ns = CLEANUP_NS.lock().unwrap_or_else(|e| e.into_inner()).clone();
             if let Some((ns, pid)) = ns {
-                if let Ok(pid) = libc::pid_t::try_from(pid)
-                    && pid > 0
-                {
-                    // miniupnpd's own SIGTERM handling can stall without its namespace.
-                    libc::kill(pid, libc::SIGKILL);
-                }
+                // miniupnpd's own SIGTERM handling can stall without its namespace.
+                kill_child(pid);
                 let _ = sh(&["ip", "netns", "del", &ns], None);
                 let _ = std::fs::remove_dir_all(std::env::temp_dir().join(&ns));
             }
+            eprintln!("igd-bench: interrupted by signal {sig}; namespace and miniupnpd removed");
             std::process::exit(130);
         });
     }
@@ -437,98 +674,296 @@ fn install_signal_cleanup() {
 
 // ---------------------------------------------------------------------------------------------
 
+/// Our service as the router runs it (a current-thread tokio runtime, the system clock), on a
+/// thread of its own, in a fresh namespace like miniupnpd's (LAN address, port 5000, SSDP on
+/// 1900); measured by the same client code, then stopped.
+fn run_ours(round: usize, clients: usize, per: usize) -> Result<Results> {
+    let lab = Lab::up('o', round)?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let netns = Some(lab.ns.clone());
+    let server =
+        std::thread::Builder::new()
+            .name("ours-igd".into())
+            .spawn(move || -> Result<()> {
+                // Sockets made by this thread from now on live in the namespace.
+                if let Err(e) = enter_netns(&netns) {
+                    let _ = tx.send(Err(e));
+                    return Ok(());
+                }
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(async move {
+                    let nat = Arc::new(Mutex::new(Nat::new(NatConfig::new(WAN, LAN, 24), 1)));
+                    let mut cfg = UpnpConfig::loopback(LAN);
+                    cfg.lan_prefix = 24;
+                    cfg.http_port = 5000;
+                    cfg.pmp_port = Some(shared::natpmp::SERVER_PORT);
+                    if let Some(ssdp) = &mut cfg.ssdp {
+                        ssdp.bind = SocketAddrV4::new(LAN, 1900);
+                    }
+                    cfg.igd_version = 2;
+                    cfg.table.max_total = 100_000;
+                    cfg.table.max_per_client = 100_000;
+                    let svc = match UpnpService::bind(cfg, nat, Arc::new(SystemClock)).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return Ok(());
+                        }
+                    };
+                    let _ = tx.send(Ok(svc.handle()));
+                    svc.run(async move {
+                        let _ = stop_rx.await;
+                    })
+                    .await;
+                    Ok(())
+                })
+            })?;
+    let started = rx
+        .recv()
+        .map_err(|_| anyhow::anyhow!("our service thread ended"))
+        .and_then(|r| r);
+    let r = started.and_then(|handle| {
+        let ours = Target {
+            name: "ours",
+            http: handle.http_addr(),
+            ssdp: handle.ssdp_addr().context("no SSDP")?,
+            control: "/ctl/IPConn".into(),
+            client_ip: LAN,
+            netns: Some(lab.ns.clone()),
+        };
+        eprintln!(
+            "measuring ours at {} in namespace {} ...",
+            ours.http, lab.ns
+        );
+        measure(&ours, clients, per)
+    });
+    let _ = stop_tx.send(());
+    server
+        .join()
+        .map_err(|_| anyhow::anyhow!("our service panicked"))??;
+    drop(lab);
+    *CLEANUP_NS.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    r
+}
+
+/// miniupnpd in a fresh namespace (an empty table), measured, then removed.
+fn run_miniupnpd(round: usize, clients: usize, per: usize) -> Result<Results> {
+    let mut lab = Lab::up('m', round)?;
+    lab.start_miniupnpd()?;
+    eprintln!("measuring miniupnpd in namespace {} ...", lab.ns);
+    let r = measure(&lab.target(), clients, per);
+    drop(lab);
+    *CLEANUP_NS.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    r
+}
+
+/// The walk against a server that does no work: it answers every request at once with a
+/// canned GetGenericPortMappingEntry reply (713 after `n`), on one blocking thread, in a fresh
+/// namespace like the others. What is left is the client and one TCP connection per request:
+/// the floor under both servers' walks on this machine, at this moment.
+fn run_floor(round: usize, n: usize) -> Result<f64> {
+    let lab = Lab::up('f', round)?;
+    let netns = Some(lab.ns.clone());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    let server = std::thread::spawn(move || -> Result<()> {
+        enter_netns(&netns)?;
+        let l = std::net::TcpListener::bind((LAN, 5000))?;
+        let _ = tx.send(());
+        let body = format!(
+            "<?xml version=\"1.0\"?>\r\n<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\" s:encodingStyle=\"http://schemas.xmlsoap.org/soap/encoding/\"><s:Body><u:GetGenericPortMappingEntryResponse xmlns:u=\"{SERVICE}\"><NewRemoteHost></NewRemoteHost><NewExternalPort>20000</NewExternalPort><NewProtocol>TCP</NewProtocol><NewInternalPort>20000</NewInternalPort><NewInternalClient>{LAN}</NewInternalClient><NewEnabled>1</NewEnabled><NewPortMappingDescription>bench</NewPortMappingDescription><NewLeaseDuration>3600</NewLeaseDuration></u:GetGenericPortMappingEntryResponse></s:Body></s:Envelope>\r\n"
+        );
+        let ok = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/xml; charset=\"utf-8\"\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let end =
+            "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        let mut served = 0usize;
+        for c in l.incoming() {
+            if stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+            let Ok(mut c) = c else { continue };
+            let mut buf = [0u8; 4096];
+            let mut got = Vec::new();
+            // the head, then Content-Length bytes
+            while let Ok(k) = c.read(&mut buf) {
+                if k == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..k]);
+                if let Some(h) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&got[..h]).to_ascii_lowercase();
+                    let len = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if got.len() >= h + 4 + len {
+                        break;
+                    }
+                }
+            }
+            let reply = if served < n {
+                ok.as_bytes()
+            } else {
+                end.as_bytes()
+            };
+            served += 1;
+            let _ = c.write_all(reply);
+        }
+        Ok(())
+    });
+    let walked = rx
+        .recv()
+        .map_err(|_| anyhow::anyhow!("the floor server did not start"))
+        .and_then(|()| {
+            walk(&Target {
+                name: "floor",
+                http: SocketAddr::from((LAN, 5000)),
+                ssdp: SocketAddr::from((LAN, 1900)),
+                control: "/ctl/IPConn".into(),
+                client_ip: LAN,
+                netns: Some(lab.ns.clone()),
+            })
+        });
+    // Wake the accept so the server sees the flag.
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let wake = lab.ns.clone();
+    let _ = std::thread::spawn(move || {
+        if enter_netns(&Some(wake)).is_ok() {
+            let _ = TcpStream::connect((LAN, 5000));
+        }
+    })
+    .join();
+    let _ = server.join();
+    drop(lab);
+    *CLEANUP_NS.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    Ok(walked?.1)
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if !n.is_multiple_of(2) => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Per metric, the median over the rounds; errors added up.
+fn summarize(rounds: &[Results]) -> Results {
+    let run = |get: fn(&Results) -> &Run| {
+        let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+        for r in rounds {
+            for (k, n) in &get(r).kinds {
+                *kinds.entry(k.clone()).or_default() += n;
+            }
+        }
+        Run {
+            rps: median(rounds.iter().map(|r| get(r).rps).collect()),
+            p50: median(rounds.iter().map(|r| get(r).p50).collect()),
+            p99: median(rounds.iter().map(|r| get(r).p99).collect()),
+            errors: kinds.values().sum(),
+            kinds: kinds.into_iter().collect(),
+        }
+    };
+    Results {
+        add: run(|r| &r.add),
+        generic: run(|r| &r.generic),
+        extip: run(|r| &r.extip),
+        walk: (
+            rounds.iter().map(|r| r.walk.0).min().unwrap_or(0),
+            median(rounds.iter().map(|r| r.walk.1).collect()),
+        ),
+        msearch: median(rounds.iter().map(|r| r.msearch).collect()),
+    }
+}
+
 fn main() -> Result<()> {
     install_signal_cleanup();
+    let r = bench();
+    if r.is_err() && INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        // The signal thread is cleaning up and ends the process (status 130).
+        std::thread::sleep(Duration::from_secs(30));
+    }
+    r
+}
+
+fn bench() -> Result<()> {
+    // miniupnpd daemonizes: its daemon is reparented to us, so we can reap it.
+    // SAFETY: a plain prctl on this process.
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
     let mut requests = 250usize;
     let mut clients = 4usize;
+    let mut rounds = 3usize;
     let mut with_miniupnpd = true;
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < args.len() {
-        match args[i].as_str() {
-            "--requests" => {
-                requests = args
-                    .get(i + 1)
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(requests);
-                i += 1;
-            }
-            "--clients" => {
-                clients = args
-                    .get(i + 1)
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(clients);
-                i += 1;
-            }
+    let usage = "use --requests N --clients C --rounds R --no-miniupnpd";
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut num = |name: &str| -> Result<usize> {
+            args.next()
+                .and_then(|v| v.parse().ok())
+                .filter(|n| *n > 0)
+                .with_context(|| format!("{name} needs a positive number"))
+        };
+        match a.as_str() {
+            "--requests" => requests = num("--requests")?,
+            "--clients" => clients = num("--clients")?,
+            "--rounds" => rounds = num("--rounds")?,
             "--no-miniupnpd" => with_miniupnpd = false,
-            other => bail!("unknown argument {other}; use --requests N --clients C --no-miniupnpd"),
+            other => bail!("unknown argument {other}; {usage}"),
         }
-        i += 1;
     }
     if clients * requests > 40_000 {
         bail!("at most 40000 mappings (ports 20000..60000)");
     }
 
-    // Ours, in-process.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let nat = Arc::new(Mutex::new(Nat::new(
-        NatConfig::new(Ipv4Addr::new(60, 120, 76, 64), Ipv4Addr::LOCALHOST, 8),
-        1,
-    )));
-    let mut cfg = UpnpConfig::loopback(Ipv4Addr::LOCALHOST);
-    cfg.igd_version = 2;
-    cfg.table.max_total = 100_000;
-    cfg.table.max_per_client = 100_000;
-    let (svc_handle, stop) = rt.block_on(async {
-        let svc = UpnpService::bind(cfg, nat.clone(), Arc::new(ManualClock::new())).await?;
-        let h = svc.handle();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(svc.run(async move {
-            let _ = rx.await;
-        }));
-        anyhow::Ok((h, tx))
-    })?;
-    let ours = Target {
-        name: "ours",
-        http: svc_handle.http_addr(),
-        ssdp: svc_handle.ssdp_addr().context("no SSDP")?,
-        control: "/ctl/IPConn".into(),
-        client_ip: Ipv4Addr::LOCALHOST,
-        netns: None,
-    };
-    eprintln!("measuring ours at {} ...", ours.http);
-    let r_ours = measure(&ours, clients, requests)?;
-    let _ = stop.send(());
-
-    let r_mini = if with_miniupnpd {
-        match Lab::up() {
-            Ok(lab) => {
-                let pid = lab.child.as_ref().map_or(0, Child::id);
-                *CLEANUP_NS.lock().unwrap_or_else(|e| e.into_inner()) = Some((lab.ns.clone(), pid));
-                eprintln!("measuring miniupnpd in namespace {} ...", lab.ns);
-                let r = measure(&lab.target(), clients, requests);
-                drop(lab);
-                *CLEANUP_NS.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                Some(r?)
-            }
-            Err(e) => {
-                eprintln!("miniupnpd not measured: {e:#}");
-                None
+    let load_before = loadavg();
+    let mut ours_rounds = Vec::new();
+    let mut mini_rounds = Vec::new();
+    let mut mini_error = None;
+    let mut floors = Vec::new();
+    // Rounds alternate (ours, miniupnpd, ours, ...) so a change in the machine's load hits
+    // both alike.
+    for round in 0..rounds {
+        eprintln!("round {} of {rounds} (load {})", round + 1, loadavg());
+        ours_rounds.push(run_ours(round, clients, requests)?);
+        floors.push(run_floor(round, clients * requests)?);
+        if with_miniupnpd && mini_error.is_none() {
+            match run_miniupnpd(round, clients, requests) {
+                Ok(r) => mini_rounds.push(r),
+                Err(e) => {
+                    eprintln!("miniupnpd not measured: {e:#}");
+                    mini_error = Some(e);
+                }
             }
         }
-    } else {
-        None
-    };
+    }
+    let r_ours = summarize(&ours_rounds);
+    let r_mini = (!mini_rounds.is_empty()).then(|| summarize(&mini_rounds));
 
     println!(
-        "\nIGD benchmark: {clients} clients x {requests} requests, one connection per request\n"
+        "\nIGD benchmark: {clients} clients x {requests} requests, one connection per request; \
+         median of {rounds} round(s)\nload average before: {load_before}, after: {}\n",
+        loadavg()
     );
     println!(
         "{:<34} {:>14} {:>14} {:>10}",
-        "metric", ours.name, "miniupnpd", "ours/mini"
+        "metric", "ours", "miniupnpd", "ours/mini"
     );
     let row = |name: &str, a: f64, b: Option<f64>, higher_better: bool| {
         let ratio = b.map_or("-".to_string(), |b| {
@@ -545,13 +980,24 @@ fn main() -> Result<()> {
             b.map_or("-".to_string(), |b| format!("{b:.2}"))
         );
     };
+    let kinds = |r: &Run| {
+        if r.kinds.is_empty() {
+            "none".to_string()
+        } else {
+            r.kinds
+                .iter()
+                .map(|(k, n)| format!("{n} {k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
     for (label, get) in [
         (
             "AddPortMapping",
-            (|r: &Results| r.add) as fn(&Results) -> Run,
+            (|r: &Results| &r.add) as fn(&Results) -> &Run,
         ),
-        ("GetGenericPortMappingEntry", |r: &Results| r.generic),
-        ("GetExternalIPAddress", |r: &Results| r.extip),
+        ("GetGenericPortMappingEntry", |r: &Results| &r.generic),
+        ("GetExternalIPAddress", |r: &Results| &r.extip),
     ] {
         let a = get(&r_ours);
         let b = r_mini.as_ref().map(get);
@@ -560,9 +1006,9 @@ fn main() -> Result<()> {
         row(&format!("{label} p99 ms"), a.p99, b.map(|b| b.p99), false);
         if a.errors > 0 || b.is_some_and(|b| b.errors > 0) {
             println!(
-                "  ({label} errors: ours {}, miniupnpd {})",
-                a.errors,
-                b.map_or(0, |b| b.errors)
+                "  ({label} errors, all rounds: ours {}, miniupnpd {})",
+                kinds(a),
+                b.map_or("-".to_string(), kinds)
             );
         }
     }
@@ -572,9 +1018,16 @@ fn main() -> Result<()> {
         r_mini.as_ref().map(|m| m.walk.1),
         false,
     );
-    if let Some(m) = &r_mini {
+    if let Some(m) = &r_mini
+        && m.walk.0 != r_ours.walk.0
+    {
         println!("  (miniupnpd walked {} entries)", m.walk.0);
     }
+    println!(
+        "  (the same walk against a canned answer, no server work: {:.2} ms: the client and \
+         one TCP connection per request on this machine now)",
+        median(floors)
+    );
     row(
         "M-SEARCH to first reply ms (p50)",
         r_ours.msearch,
@@ -582,5 +1035,8 @@ fn main() -> Result<()> {
         false,
     );
     println!("\nratios: above 1.00x means ours is better (faster or more requests per second)");
+    if let Some(e) = mini_error {
+        println!("miniupnpd: {e:#}");
+    }
     Ok(())
 }

@@ -338,6 +338,10 @@ pub struct MappingTable {
     entries: Vec<Mapping>,
     changes: Vec<Change>,
     system_update_id: u32,
+    /// No lease ends before this (None: no mapping has a lease). A lower bound, kept by
+    /// [`Self::log`] and made exact by a full expiry scan, so every read (each one expires
+    /// first) skips the scan until a lease may have ended: O(1) instead of O(mappings).
+    earliest_end: Option<Instant>,
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -359,6 +363,7 @@ impl MappingTable {
             entries: Vec::new(),
             changes: Vec::new(),
             system_update_id: 0,
+            earliest_end: None,
         }
     }
 
@@ -403,8 +408,14 @@ impl MappingTable {
         std::mem::take(&mut self.changes)
     }
 
+    /// Every change of `entries` goes through here (so the lease bound stays a bound).
     fn log(&mut self, c: Change) {
         self.system_update_id = self.system_update_id.wrapping_add(1);
+        if let Change::Added(m) | Change::Updated { new: m, .. } = &c
+            && let Some(end) = m.lease_end
+        {
+            self.earliest_end = Some(self.earliest_end.map_or(end, |e| e.min(end)));
+        }
         self.changes.push(c);
     }
 
@@ -412,13 +423,18 @@ impl MappingTable {
     /// in the change log (a shell that drives the NAT from [`Self::take_changes`] ignores this
     /// return value).
     pub fn expire(&mut self, now: Instant) -> Vec<Mapping> {
+        if self.earliest_end.is_none_or(|e| e > now) {
+            return Vec::new();
+        }
         if !self.entries.iter().any(|m| m.expired(now)) {
+            self.earliest_end = self.next_deadline();
             return Vec::new();
         }
         let (gone, keep): (Vec<Mapping>, Vec<Mapping>) = std::mem::take(&mut self.entries)
             .into_iter()
             .partition(|m| m.expired(now));
         self.entries = keep;
+        self.earliest_end = self.next_deadline();
         for m in &gone {
             self.log(Change::Removed(m.clone(), RemoveReason::Expired));
         }
@@ -739,6 +755,7 @@ impl MappingTable {
     ///
     /// - lifetime 0 deletes the client's mapping of that internal port (or, with internal port
     ///   0, all its mappings of the protocol; RFC 6886 §3.4); deleting nothing is a success;
+    ///   for PCP a mapping made with a different nonce is NOT_AUTHORIZED and stays;
     /// - an existing mapping of the client's internal port is renewed and keeps its external
     ///   port (RFC 6886 §3.3); for PCP a different nonce is NOT_AUTHORIZED (RFC 6887 §11.3);
     /// - otherwise the suggested port if free, else the nearest free one.
@@ -749,13 +766,17 @@ impl MappingTable {
                 && m.protocol == req.protocol
                 && (req.internal_port == 0 || m.internal_port == req.internal_port)
         };
+        // RFC 6887 §11.3: a request (a delete too) for a mapping created with another nonce
+        // is rejected with NOT_AUTHORIZED and changes nothing.
+        let foreign_nonce =
+            |m: &Mapping| req.origin == Origin::Pcp && m.nonce.is_some() && m.nonce != req.nonce;
         if req.lifetime == 0 {
+            if self.entries.iter().any(|m| mine(m) && foreign_nonce(m)) {
+                return Err(TableError::NotAuthorized);
+            }
             let (gone, keep): (Vec<Mapping>, Vec<Mapping>) = std::mem::take(&mut self.entries)
                 .into_iter()
-                .partition(|m| {
-                    mine(m)
-                        && (req.origin != Origin::Pcp || m.nonce == req.nonce || m.nonce.is_none())
-                });
+                .partition(|m| mine(m));
             self.entries = keep;
             for m in &gone {
                 self.log(Change::Removed(m.clone(), RemoveReason::Deleted));
@@ -772,7 +793,7 @@ impl MappingTable {
         let lease_end = Some(now + Duration::from_secs(u64::from(lifetime)));
         if let Some(i) = self.entries.iter().position(mine) {
             let old = &self.entries[i];
-            if req.origin == Origin::Pcp && old.nonce.is_some() && old.nonce != req.nonce {
+            if foreign_nonce(old) {
                 return Err(TableError::NotAuthorized);
             }
             let new = Mapping {

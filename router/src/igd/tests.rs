@@ -73,6 +73,42 @@ fn v1_lease_zero_is_permanent_v2_is_a_week() {
     );
 }
 
+/// Reads skip the expiry scan until a lease may have ended; deletions, renewals to a shorter
+/// lease and PCP / NAT-PMP mappings keep that bound right.
+#[test]
+fn expiry_bound_follows_every_change() {
+    let t0 = Instant::now();
+    let mut t = table();
+    t.add(t0, &add_req(CAM1, 2, 8080, 100)).unwrap();
+    t.add(t0, &add_req(CAM1, 2, 8081, 50)).unwrap();
+    // the earliest one goes: nothing to expire at its old end, the next at its own
+    t.delete(t0, CAM1, &key(8081)).unwrap();
+    assert!(t.expire(t0 + secs(50)).is_empty());
+    assert_eq!(t.len(t0 + secs(99)), 1);
+    // a renewal to a shorter lease
+    t.add(t0 + secs(10), &add_req(CAM1, 2, 8080, 20)).unwrap();
+    assert_eq!(t.len(t0 + secs(29)), 1);
+    assert_eq!(t.len(t0 + secs(30)), 0);
+    // a NAT-PMP mapping
+    let g = t
+        .map_pmp(
+            t0,
+            &PmpRequest {
+                origin: Origin::NatPmp,
+                client: CAM2,
+                protocol: Protocol::Udp,
+                internal_port: 5000,
+                suggested_port: 5000,
+                lifetime: 60,
+                nonce: None,
+            },
+        )
+        .unwrap();
+    assert_eq!(g.lifetime, 60);
+    assert_eq!(t.len(t0 + secs(59)), 1);
+    assert!(t.get_generic(t0 + secs(60), 0).is_err());
+}
+
 #[test]
 fn expiry_and_deadline() {
     let t0 = Instant::now();
@@ -525,15 +561,17 @@ fn pcp_nonce_guards_the_mapping() {
     };
     let e = t.map_pmp(t0, &other_nonce).unwrap_err();
     assert_eq!(e.pcp_result(), PcpResult::NotAuthorized);
-    // delete with the wrong nonce leaves it
-    t.map_pmp(
-        t0,
-        &PmpRequest {
-            lifetime: 0,
-            ..other_nonce
-        },
-    )
-    .unwrap();
+    // a delete with the wrong nonce is refused and leaves it (RFC 6887 §11.3)
+    let e = t
+        .map_pmp(
+            t0,
+            &PmpRequest {
+                lifetime: 0,
+                ..other_nonce
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e.pcp_result(), PcpResult::NotAuthorized);
     assert_eq!(t.len(t0), 1);
     t.map_pmp(t0, &PmpRequest { lifetime: 0, ..req }).unwrap();
     assert_eq!(t.len(t0), 0);

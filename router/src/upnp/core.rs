@@ -276,7 +276,8 @@ impl Core {
         Ok(reply.to_response(&action, &req.service_type))
     }
 
-    fn offered_version(&self, kind: ServiceKind) -> u32 {
+    /// The version of `kind` this device offers.
+    pub fn offered_version(&self, kind: ServiceKind) -> u32 {
         match kind {
             ServiceKind::WanIpConnection => self.cfg.igd_version.clamp(1, 2),
             _ => 1,
@@ -759,6 +760,23 @@ impl Core {
             (Err(e), _) => (e.pcp_result(), 0, PCP_ERROR_LIFETIME),
             (Ok(_), Err(_)) => (PcpResult::CannotProvideExternal, 0, PCP_ERROR_LIFETIME),
         };
+        if result == PcpResult::NotAuthorized {
+            // §11.3: the error's lifetime is the remaining lifetime of the mapping that
+            // another nonce holds.
+            let remaining = self
+                .table
+                .iter()
+                .find(|m| {
+                    m.internal_client == client
+                        && m.protocol == protocol
+                        && (map.internal_port == 0 || m.internal_port == map.internal_port)
+                })
+                .and_then(|m| m.lease_end)
+                .map_or(PCP_ERROR_LIFETIME, |end| {
+                    u32::try_from(end.saturating_duration_since(now).as_secs()).unwrap_or(u32::MAX)
+                });
+            return natpmp::pcp_error_response(raw, result, remaining, epoch).unwrap_or_default();
+        }
         if result != PcpResult::Success {
             return fail(result);
         }

@@ -18,7 +18,7 @@ use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, SERVER};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use shared::gena::{self, GenaRequest, SubscribeResponse};
-use shared::igd::ServiceKind;
+use shared::igd::{ServiceKind, ServiceType};
 use shared::soap::{self, ActionRequest, ActionResponse, Fault, SoapAction};
 use shared::upnp_error::UpnpError;
 use tokio::net::TcpListener;
@@ -234,7 +234,20 @@ where
         Ok(r) => r,
         Err(e) => {
             shared.stats.soap_malformed.fetch_add(1, Ordering::Relaxed);
-            return fault(shared, e.upnp_error());
+            let named = header
+                .as_deref()
+                .and_then(|h| SoapAction::parse(h).ok())
+                .is_some_and(|sa| names_action_here(shared, kind, &sa));
+            // The header identifies the action, so the body is its arguments (402, as
+            // miniupnpd answers); else the action is unknown (401).
+            return fault(
+                shared,
+                if named {
+                    UpnpError::InvalidArgs
+                } else {
+                    e.upnp_error()
+                },
+            );
         }
     };
     if let Some(h) = header.as_deref().filter(|h| !h.trim().is_empty()) {
@@ -257,6 +270,16 @@ where
         }
         Err(e) => fault(shared, e),
     }
+}
+
+/// Whether a SOAPACTION header names an action of the service at this control URL, at a
+/// version we offer (or QueryStateVariable).
+fn names_action_here(shared: &Shared, kind: ServiceKind, sa: &SoapAction) -> bool {
+    let here = sa.service_type == soap::CONTROL_NS
+        || ServiceType::parse(&sa.service_type).is_some_and(|st| {
+            st.kind == kind && st.version <= lock(&shared.core).offered_version(kind)
+        });
+    here && shared::igd::has_action(&sa.service_type, &sa.action)
 }
 
 /// Writes a control response. `NewPortListing` (GetListOfPortMappings) goes out as CDATA, as
