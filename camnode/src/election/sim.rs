@@ -1218,7 +1218,7 @@ fn config_defaults_are_the_election_defaults() {
 /// Reproduces one scenario with its trace on failure: `SEED=1146 cargo test -p camnode --lib
 /// election::sim::one_scenario -- --ignored --nocapture`.
 #[test]
-#[ignore]
+#[ignore = "a debugging tool, not a check: replays the scenario of SEED=N with its trace"]
 fn one_scenario() {
     let seed: u64 = std::env::var("SEED")
         .ok()
@@ -1231,7 +1231,7 @@ fn one_scenario() {
 /// failure, and lists the failing seeds: `cargo test -p camnode --lib election::sim::sweep --
 /// --ignored --nocapture`.
 #[test]
-#[ignore]
+#[ignore = "a debugging tool, not a check: lists every failing seed instead of stopping at the first"]
 fn sweep() {
     let n = scenario_count();
     std::panic::set_hook(Box::new(|_| {}));
