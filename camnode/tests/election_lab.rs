@@ -87,41 +87,29 @@ impl<'a> Cams<'a> {
             .position(|(_, _, a)| a.to_string() == addr)
     }
 
-    /// `status.json` through the router's representative port, from the internet side.
-    fn wan_status(&self) -> Option<Value> {
-        let (ok, out) = self.lab.try_sh(
-            "inet",
-            &format!("curl -s -m 1 http://{}:8080/status.json", self.wan),
-        );
+    /// `status.json` at `url`, fetched from namespace `node` (None if it does not answer).
+    fn status_from(&self, node: &str, url: &str) -> Option<Value> {
+        let (ok, out) = self.lab.try_sh(node, &format!("curl -s -m 1 {url}"));
         if !ok {
             return None;
         }
         serde_json::from_str(&out).ok()
+    }
+
+    /// `status.json` through the router's representative port, from the internet side.
+    fn wan_status(&self) -> Option<Value> {
+        self.wan_status_at(8080)
     }
 
     /// A node's own `status.json`, on its LAN address.
     fn own_status(&self, i: usize) -> Option<Value> {
         let (node, _, addr) = &self.nodes[i];
-        let (ok, out) = self.lab.try_sh(
-            node,
-            &format!("curl -s -m 1 http://{addr}:8080/status.json"),
-        );
-        if !ok {
-            return None;
-        }
-        serde_json::from_str(&out).ok()
+        self.status_from(node, &format!("http://{addr}:8080/status.json"))
     }
 
     /// `status.json` through the router's port `port`, from the internet side.
     fn wan_status_at(&self, port: u64) -> Option<Value> {
-        let (ok, out) = self.lab.try_sh(
-            "inet",
-            &format!("curl -s -m 1 http://{}:{port}/status.json", self.wan),
-        );
-        if !ok {
-            return None;
-        }
-        serde_json::from_str(&out).ok()
+        self.status_from("inet", &format!("http://{}:{port}/status.json", self.wan))
     }
 
     /// Polls the WAN status until `pred` holds; the time it took and the status. A probe
