@@ -134,7 +134,7 @@ pub struct Args {
     #[arg(long)]
     pub no_offload: bool,
     /// Keep looking for packets this many microseconds after the last one instead of sleeping
-    /// (default 0: off). Worth trying only with cores to spare.
+    /// (default 200; 0 turns it off, leaving the core idle between packets).
     #[arg(long, value_name = "US")]
     pub busy_poll_us: Option<u64>,
     /// Log filter: error, warn, info, debug, trace, or tracing directives (default info, or
@@ -286,7 +286,7 @@ pub struct CaptureSection {
 pub struct DataplaneSection {
     /// Checksum and segmentation offloads on the TUN (default true).
     pub offload: Option<bool>,
-    /// Busy polling after a packet, in microseconds (default 0: off).
+    /// Busy polling after a packet, in microseconds (default 200; 0: off).
     pub busy_poll_us: Option<i64>,
 }
 
@@ -548,8 +548,7 @@ impl Config {
             .unwrap_or(crate::dataplane::BUSY_POLL.as_micros() as i128);
         if !(0..=i128::from(MAX_BUSY_POLL_US)).contains(&busy_poll_us) {
             let problem = format!("{busy_poll_us} is out of range");
-            let fix =
-                format!("use 0 (off) to {MAX_BUSY_POLL_US} microseconds; 50 is a usual value");
+            let fix = format!("use 0 (off) to {MAX_BUSY_POLL_US} microseconds; the default is 200");
             return Err(if args.busy_poll_us.is_some() {
                 flag_err("busy-poll-us", problem, fix)
             } else {

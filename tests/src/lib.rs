@@ -74,6 +74,8 @@ pub struct LabOptions {
     pub wan: Option<String>,
     pub forwards: Vec<String>,
     pub extra: Vec<String>,
+    /// Extra options for our router (the lab's `ROUTER_ARGS`).
+    pub router_args: Option<String>,
 }
 
 impl LabOptions {
@@ -85,6 +87,7 @@ impl LabOptions {
             wan: None,
             forwards: Vec::new(),
             extra: Vec::new(),
+            router_args: None,
         }
     }
     pub fn cams(mut self, n: u32) -> Self {
@@ -101,6 +104,11 @@ impl LabOptions {
     }
     pub fn arg(mut self, arg: &str) -> Self {
         self.extra.push(arg.to_string());
+        self
+    }
+    /// Options for `--router ours`, split at spaces (`ROUTER_ARGS`).
+    pub fn router_args(mut self, args: &str) -> Self {
+        self.router_args = Some(args.to_string());
         self
     }
 }
@@ -148,6 +156,9 @@ impl Lab {
             cmd.args(["--forward", f]);
         }
         cmd.args(&opts.extra);
+        if let Some(a) = &opts.router_args {
+            cmd.env("ROUTER_ARGS", a);
+        }
         cmd.env("LAB_OWNER_PID", std::process::id().to_string());
         let out = cmd.output().context("running netns-scripts/lab up")?;
         // From here on the lab exists (or was cleaned by the script on failure): own it.
