@@ -289,6 +289,55 @@ fn bad_options_are_named_with_the_fix() {
     }
 }
 
+/// `lab up` stopped half-way (a kill, or Ctrl-C with its output piped into `tee`, which dies
+/// first) removes what it had created: namespaces and its state directory.
+#[test]
+fn up_interrupted_half_way_removes_what_it_made() {
+    if !require_root() {
+        return;
+    }
+    for signal in ["TERM", "HUP"] {
+        let prefix = tests::unique_prefix();
+        let state = std::path::PathBuf::from(format!("/run/homenet-lab/{prefix}"));
+        // The script's output goes into a pipe whose reader is gone by the time the signal
+        // comes, as after Ctrl-C on `lab up | tee log`.
+        let mut child = Command::new(lab_script())
+            .args([
+                "up", "--prefix", &prefix, "--router", "kernel", "--cams", "3",
+            ])
+            .env("LAB_OWNER_PID", std::process::id().to_string())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("lab up");
+        drop(child.stdout.take());
+        drop(child.stderr.take());
+        // Half-way: the first namespaces exist, the LAN nodes not yet.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while namespaces_with_prefix(&prefix).len() < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "lab up made no namespace"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let made = namespaces_with_prefix(&prefix).len();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let status = child.wait().unwrap();
+        assert!(!status.success(), "SIG{signal}: lab up reported success");
+        assert!(
+            namespaces_with_prefix(&prefix).is_empty() && !state.exists(),
+            "SIG{signal} after {made} namespaces: left {:?}, state dir exists: {}",
+            namespaces_with_prefix(&prefix),
+            state.exists()
+        );
+    }
+}
+
 /// Run by `a_panicking_test_leaves_no_namespace`: creates a lab, writes its prefix, panics.
 #[test]
 fn panicking_child() {
