@@ -141,7 +141,8 @@ pub struct Args {
     /// RUST_LOG when set).
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
-    /// Remove the rules a crashed earlier run left in this namespace, then start.
+    /// Remove the rules a crashed earlier run left in this namespace and restore the sysctls it
+    /// had changed, then start.
     #[arg(long)]
     pub cleanup_stale: bool,
     /// Validate the configuration, print the effective settings and exit (no root needed).

@@ -24,7 +24,9 @@
 //! WAN still goes to the TUN (rule 12).
 //!
 //! Every rule carries `protocol 82` ([`RULE_PROTOCOL`]) so that rules a crashed run left behind
-//! are recognised ([`check_clean`], [`cleanup_stale`]).
+//! are recognised ([`check_clean`], [`cleanup_stale`]). The sysctls' values from before the
+//! router changed them are kept in a small file per namespace ([`sysctl_record_path`]) until
+//! the teardown restores them, so that `--cleanup-stale` can restore them after a crash too.
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
@@ -152,8 +154,64 @@ pub fn check_clean(cfg: &RoutingConfig, tun: &str, hint_args: &str) -> Result<()
     Ok(())
 }
 
-/// Removes the rules a crashed run left behind and puts the local rule back at preference 0.
-/// The sysctls it changed cannot be known any more; they are left as they are (logged).
+/// Where the values of the sysctls the router changed in this network namespace are kept
+/// until its teardown restores them: `/run/homenet-router/netns-<inode>.sysctl` (the inode of
+/// `/proc/self/ns/net` names the namespace; /proc/sys/net is per namespace). None if the
+/// namespace cannot be identified.
+pub fn sysctl_record_path() -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt as _;
+    let ino = std::fs::metadata("/proc/self/ns/net").ok()?.ino();
+    Some(PathBuf::from(format!(
+        "{SYSCTL_RECORD_DIR}/netns-{ino}.sysctl"
+    )))
+}
+
+/// The directory of [`sysctl_record_path`].
+pub const SYSCTL_RECORD_DIR: &str = "/run/homenet-router";
+
+/// The record's lines: `<path under /proc/sys/net/ipv4> <value before>`.
+fn parse_sysctl_record(text: &str) -> Vec<(PathBuf, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let (path, old) = l.split_once(' ')?;
+            // Only what the router itself changes: a key under net/ipv4, no `..`.
+            let key = path.strip_prefix("/proc/sys/net/ipv4/")?;
+            let sane = !key.is_empty()
+                && key
+                    .split('/')
+                    .all(|part| !part.is_empty() && part != "." && part != "..");
+            (sane && !old.trim().is_empty()).then(|| (PathBuf::from(path), old.trim().to_string()))
+        })
+        .collect()
+}
+
+/// Restores the sysctls a crashed run recorded (see [`sysctl_record_path`]) and removes the
+/// record. Returns how many were restored.
+fn restore_recorded_sysctls() -> usize {
+    let Some(record) = sysctl_record_path() else {
+        return 0;
+    };
+    let Ok(text) = std::fs::read_to_string(&record) else {
+        return 0;
+    };
+    let mut restored = 0;
+    for (path, old) in parse_sysctl_record(&text) {
+        match std::fs::write(&path, &old) {
+            Ok(()) => {
+                info!("cleanup: restore {} = {old}", path.display());
+                restored += 1;
+            }
+            Err(e) => warn!("cleanup: cannot restore {}: {e}", path.display()),
+        }
+    }
+    if let Err(e) = std::fs::remove_file(&record) {
+        warn!("cleanup: cannot remove {}: {e}", record.display());
+    }
+    restored
+}
+
+/// Removes the rules a crashed run left behind, puts the local rule back at preference 0, and
+/// restores the sysctls it had changed (from its record, [`sysctl_record_path`]).
 pub fn cleanup_stale(cfg: &RoutingConfig, tun: &str) -> Result<()> {
     let stale: Vec<IpRule> = rules()?.into_iter().filter(is_ours).collect();
     let proto = RULE_PROTOCOL.to_string();
@@ -172,10 +230,10 @@ pub fn cleanup_stale(cfg: &RoutingConfig, tun: &str) -> Result<()> {
     if ip(&["route", "del", "default", "dev", tun, "table", &table]).is_ok() {
         info!("cleanup: removed default dev {tun} table {table}");
     }
-    if !stale.is_empty() {
-        warn!(
-            "cleanup: removed {} stale rules; sysctls ip_forward, rp_filter and accept_local \
-             stay as the crashed run left them",
+    let restored = restore_recorded_sysctls();
+    if !stale.is_empty() || restored > 0 {
+        info!(
+            "cleanup: removed {} stale rules, restored {restored} sysctls",
             stale.len()
         );
     }
@@ -274,6 +332,12 @@ impl Recipe {
         let p = self.params.clone();
         let table = p.routing.table.to_string();
         let wan_ip = p.wan_ip.to_string();
+        // A run that crashed before it added any rule (so check_clean let us start) may have
+        // changed sysctls: put them back first, or their values from before would be lost.
+        let restored = restore_recorded_sysctls();
+        if restored > 0 {
+            info!("setup: restored {restored} sysctls a crashed run had changed");
+        }
 
         // The TUN carries IPv4 only: no link-local address, no router solicitations
         // (set before the link comes up, or it sends one).
@@ -391,8 +455,31 @@ impl Recipe {
         // The TUN's own settings vanish with the device: nothing to restore.
         if !key.starts_with(&format!("conf/{}/", self.params.tun)) {
             self.steps.push(Step::Sysctl { path, old });
+            self.write_sysctl_record();
         }
         Ok(())
+    }
+
+    /// Writes the values to restore ([`sysctl_record_path`]) so that a crash does not lose
+    /// them; the teardown removes the file. A failure only costs that safety net (logged).
+    fn write_sysctl_record(&self) {
+        let Some(record) = sysctl_record_path() else {
+            return;
+        };
+        let mut text = String::new();
+        for step in &self.steps {
+            if let Step::Sysctl { path, old } = step {
+                let _ = writeln!(text, "{} {old}", path.display());
+            }
+        }
+        let result = std::fs::create_dir_all(SYSCTL_RECORD_DIR)
+            .and_then(|()| crate::igd::persist::write_atomic(&record, text.as_bytes()));
+        if let Err(e) = result {
+            warn!(
+                "setup: cannot record the sysctls to restore after a crash in {}: {e}",
+                record.display()
+            );
+        }
     }
 
     /// The WAN IP the rules name.
@@ -475,6 +562,10 @@ impl Recipe {
             if let Err(e) = result {
                 warn!("teardown: {e:#}");
             }
+        }
+        // Restored: the crash safety net is no longer needed.
+        if let Some(record) = sysctl_record_path() {
+            let _ = std::fs::remove_file(record);
         }
         info!("teardown: routing recipe removed");
     }
@@ -585,6 +676,29 @@ pub fn change_iface_addr(iface: &str, old: (Ipv4Addr, u8), new: (Ipv4Addr, u8)) 
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn sysctl_record_keeps_only_ipv4_keys() {
+        let text = "/proc/sys/net/ipv4/ip_forward 0\n\
+                    /proc/sys/net/ipv4/conf/all/rp_filter 2\n\
+                    /proc/sys/net/ipv4/../../kernel/x 1\n\
+                    /etc/passwd x\n\
+                    /proc/sys/net/ipv4/conf//rp_filter 1\n\
+                    /proc/sys/net/ipv4/ip_forward\n\
+                    garbage";
+        let got = super::parse_sysctl_record(text);
+        assert_eq!(
+            got,
+            vec![
+                ("/proc/sys/net/ipv4/ip_forward".into(), "0".to_string()),
+                (
+                    "/proc/sys/net/ipv4/conf/all/rp_filter".into(),
+                    "2".to_string()
+                ),
+            ]
+        );
+    }
+
     use super::*;
 
     #[test]

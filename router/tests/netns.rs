@@ -573,6 +573,17 @@ fn refuses_stale_rules_and_cleans_them() {
     }
     let lab = Lab::new();
     let rtr = lab.ns("rtr");
+    // Values the router changes, so that a restore shows.
+    for (key, value) in [("ip_forward", "0"), ("conf/all/rp_filter", "2")] {
+        ok(
+            &rtr,
+            &[
+                "sysctl",
+                "-qw",
+                &format!("net.ipv4.{}={value}", key.replace('/', ".")),
+            ],
+        );
+    }
     let before = lab.routing_state();
 
     // A crash: SIGKILL leaves the rules behind (the TUN goes with the process).
@@ -592,14 +603,13 @@ fn refuses_stale_rules_and_cleans_them() {
     lab.wait_ready(&mut cleaned);
     let exit = sigterm_and_wait(&mut cleaned);
     assert!(exit.success(), "{}", lab.router_log());
-    // Rules and routes are back; the crashed run's sysctls cannot be known, so compare rules.
-    let rules = |s: &str| {
-        s.lines()
-            .filter(|l| l.contains("lookup"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    assert_eq!(rules(&before), rules(&lab.routing_state()));
+    // Rules, routes and the sysctls the crashed run had changed are all back.
+    assert_eq!(before, lab.routing_state(), "{}", lab.router_log());
+    assert!(
+        lab.router_log().contains("cleanup: restore"),
+        "{}",
+        lab.router_log()
+    );
 }
 
 #[test]
