@@ -155,15 +155,38 @@ pub fn check_clean(cfg: &RoutingConfig, tun: &str, hint_args: &str) -> Result<()
 }
 
 /// Where the values of the sysctls the router changed in this network namespace are kept
-/// until its teardown restores them: `/run/homenet-router/netns-<inode>.sysctl` (the inode of
-/// `/proc/self/ns/net` names the namespace; /proc/sys/net is per namespace). None if the
-/// namespace cannot be identified.
+/// until its teardown restores them: `/run/homenet-router/netns-<cookie>.sysctl`
+/// (/proc/sys/net is per namespace). The namespace's cookie (`SO_NETNS_COOKIE`, Linux 5.14)
+/// is never reused until reboot, unlike the inode of /proc/self/ns/net, so a record left by
+/// a namespace that is gone can never be applied to a new one. None if the kernel has no
+/// cookie (no record then: a crash loses the earlier values).
 pub fn sysctl_record_path() -> Option<PathBuf> {
-    use std::os::unix::fs::MetadataExt as _;
-    let ino = std::fs::metadata("/proc/self/ns/net").ok()?.ino();
-    Some(PathBuf::from(format!(
-        "{SYSCTL_RECORD_DIR}/netns-{ino}.sysctl"
-    )))
+    netns_cookie().map(|c| PathBuf::from(format!("{SYSCTL_RECORD_DIR}/netns-{c:016x}.sysctl")))
+}
+
+/// This network namespace's cookie, from any socket of it.
+fn netns_cookie() -> Option<u64> {
+    /// include/uapi/asm-generic/socket.h (the same on every architecture that has it).
+    const SO_NETNS_COOKIE: libc::c_int = 71;
+    // SAFETY: plain socket(2)/getsockopt(2)/close(2) on a descriptor we own, with a buffer of
+    // the size we pass.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return None;
+        }
+        let mut cookie: u64 = 0;
+        let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+        let rc = libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            (&raw mut cookie).cast(),
+            &mut len,
+        );
+        libc::close(fd);
+        (rc == 0 && len as usize == std::mem::size_of::<u64>()).then_some(cookie)
+    }
 }
 
 /// The directory of [`sysctl_record_path`].
