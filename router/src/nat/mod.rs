@@ -566,10 +566,24 @@ impl Nat {
     /// Expires idle sessions, fragments whose first fragment never came, and forwards whose
     /// `expires` has passed.
     pub fn expire(&mut self, now: Instant) {
+        while self.expire_some(now, usize::MAX) {}
+    }
+
+    /// [`Nat::expire`] with a work budget: looks at most at `budget` due timers, then returns
+    /// true if more may be due (call again; [`Nat::next_deadline`] is then already past). The
+    /// dataplane uses it so that a million sessions timing out at once (~0.6 s of work) never
+    /// holds packets back for longer than one budget.
+    pub fn expire_some(&mut self, now: Instant, budget: usize) -> bool {
         let now_ms = self.clock(now);
-        while let Some(idx) = self.table.pop_expired(now_ms) {
+        // Work = entries taken off the timer heap: an expiry, or a session whose deadline
+        // moved on and goes back in.
+        let mut work = budget;
+        while let Some(idx) = self.table.pop_expired(now_ms, &mut work) {
             self.table.remove(idx);
             self.counters.sessions_expired += 1;
+        }
+        if work == 0 {
+            return true;
         }
         while let Some(e) = self.frags.pop_expired(now_ms) {
             self.counters
@@ -584,6 +598,7 @@ impl Nat {
         for (p, port) in due {
             self.remove_forward(p, port);
         }
+        false
     }
 
     /// When [`Nat::expire`] has work next (never later than needed; may be earlier).

@@ -465,12 +465,17 @@ impl Table {
         self.heap.peek().map(|Reverse((d, _))| *d)
     }
 
-    /// Pops due heap entries; returns the next session whose idle timer ran out at `now`.
-    pub fn pop_expired(&mut self, now: u64) -> Option<u32> {
-        while let Some(&Reverse((d, idx))) = self.heap.peek() {
+    /// Pops due heap entries, at most `*work` of them (counted down); returns the next session
+    /// whose idle timer ran out at `now`.
+    pub fn pop_expired(&mut self, now: u64, work: &mut usize) -> Option<u32> {
+        while *work > 0 {
+            let Some(&Reverse((d, idx))) = self.heap.peek() else {
+                return None;
+            };
             if d > now {
                 return None;
             }
+            *work -= 1;
             self.heap.pop();
             let Some(s) = self.sessions.get_mut(idx as usize) else {
                 continue;

@@ -1132,6 +1132,37 @@ fn udp_session_expires_after_120_seconds_not_before() {
 }
 
 #[test]
+fn expiry_is_done_in_bounded_steps_and_packets_pass_in_between() {
+    let mut lab = Lab::home();
+    // 3000 sessions (different remote ports), all idle from t0; one more refreshed later.
+    for port in 0..3000u16 {
+        lab.pass(udp(sa(H1, 5000), sa(R1, 10_000 + port), b"x"));
+    }
+    lab.now = lab.t0 + Duration::from_secs(100);
+    lab.pass(udp(sa(H2, 7000), sa(R1, 53), b"late"));
+    let due = lab.t0 + Duration::from_secs(120);
+    let mut steps = 0;
+    while lab.nat.expire_some(due, 1000) {
+        steps += 1;
+        // Never more than the budget at once.
+        assert!(lab.nat.counters().sessions_expired <= 1000 * steps as u64);
+        // Between steps the engine still forwards (the live session answers).
+        assert_eq!(
+            lab.pass(udp(sa(R1, 53), sa(WAN, 7000), b"r")).dst,
+            sa(H2, 7000)
+        );
+        assert!(steps < 10, "expiry does not finish");
+    }
+    assert_eq!(
+        steps, 3,
+        "3000 due timers at 1000 per step, then a last short step"
+    );
+    assert_eq!(lab.nat.counters().sessions_expired, 3000);
+    assert_eq!(lab.nat.session_count(), 1);
+    assert!(!lab.nat.expire_some(due, 1000), "nothing left to do");
+}
+
+#[test]
 fn icmp_session_expires_after_60_seconds() {
     let mut lab = Lab::home();
     lab.pass(ping(H1, R1, 77, false));
