@@ -469,9 +469,7 @@ impl Table {
     /// whose idle timer ran out at `now`.
     pub fn pop_expired(&mut self, now: u64, work: &mut usize) -> Option<u32> {
         while *work > 0 {
-            let Some(&Reverse((d, idx))) = self.heap.peek() else {
-                return None;
-            };
+            let &Reverse((d, idx)) = self.heap.peek()?;
             if d > now {
                 return None;
             }
