@@ -307,11 +307,31 @@ async fn run(config: Config, hint: String) -> Result<()> {
             let _ = rx.changed().await;
         }))
     });
+    // The WAN address: looked at again on every address notice from the kernel, and every
+    // 30 s in case one was missed (every second if the subscription cannot be opened).
+    let events = router::wan::AddressEvents::open()
+        .map_err(|e| warn!("wan: no address notices from the kernel ({e}); checking every second"))
+        .ok();
     let watcher = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let period = Duration::from_secs(if events.is_some() { 30 } else { 1 });
+        let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
+            let notice = async {
+                match &events {
+                    Some(ev) => ev.changed().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tick.tick() => {}
+                r = notice => {
+                    if let Err(e) = r {
+                        warn!("wan: address notices: {e}");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
             let w = wan.clone();
             match tokio::task::spawn_blocking(move || w.poll()).await {
                 Ok(Ok(())) => {}

@@ -1,8 +1,11 @@
 //! The WAN address at run time: changed through the control API (`POST /api/wan`, an ISP
-//! reassigning it) or from outside (a DHCP client on the WAN), noticed by polling the
-//! interface every second. Either way the engine and the rules that name the address follow.
+//! reassigning it) or from outside (a DHCP client on the WAN), noticed at once through an
+//! rtnetlink subscription to address changes ([`AddressEvents`]; a slow periodic check stays
+//! as a safety net). Either way the engine and the rules that name the address follow.
 
+use std::io;
 use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Result;
@@ -109,5 +112,98 @@ impl WanControl for SystemWan {
         *current = (addr, len);
         info!("wan: address is now {addr}/{len}");
         Ok(())
+    }
+}
+
+/// Notices of IPv4 address changes in this network namespace: a netlink socket subscribed to
+/// `RTMGRP_IPV4_IFADDR` (rtnetlink(7)). The messages themselves are not parsed: any notice
+/// (or an overrun, ENOBUFS) means "look at the WAN interface again", which is rare and cheap.
+#[derive(Debug)]
+pub struct AddressEvents {
+    fd: tokio::io::unix::AsyncFd<OwnedFd>,
+}
+
+impl AddressEvents {
+    /// Opens the subscription (inside a tokio runtime).
+    pub fn open() -> io::Result<AddressEvents> {
+        // SAFETY: socket(2) and bind(2) with a zeroed, filled-in sockaddr_nl of the size we
+        // pass; the descriptor is owned at once.
+        let fd = unsafe {
+            let raw = libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            );
+            if raw < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let fd = OwnedFd::from_raw_fd(raw);
+            let mut addr: libc::sockaddr_nl = std::mem::zeroed();
+            addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+            addr.nl_groups = libc::RTMGRP_IPV4_IFADDR as u32;
+            let rc = libc::bind(
+                fd.as_raw_fd(),
+                (&raw const addr).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            );
+            if rc < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            fd
+        };
+        // SAFETY: `fd` is an open descriptor the AsyncFd owns from here on; OwnedFd always
+        // returns that same descriptor.
+        let fd = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+        }
+        .map_err(io::Error::from)?;
+        Ok(AddressEvents { fd })
+    }
+
+    /// Waits until at least one notice has come, and reads every pending one.
+    pub async fn changed(&self) -> io::Result<()> {
+        loop {
+            let mut guard = self.fd.readable().await?;
+            match guard.try_io(|fd| drain(fd.get_ref())) {
+                Ok(result) => return result,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+/// Reads every pending netlink message; WouldBlock if there was none.
+fn drain(fd: &OwnedFd) -> io::Result<()> {
+    let mut buf = [0u8; 8192];
+    let mut got = false;
+    loop {
+        // SAFETY: recv(2) into a buffer of the length we pass.
+        let n = unsafe {
+            libc::recv(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n > 0 {
+            got = true;
+            continue;
+        }
+        let err = io::Error::last_os_error();
+        return match err.raw_os_error() {
+            // The socket overran: notices were lost, so something changed.
+            Some(libc::ENOBUFS) => Ok(()),
+            Some(libc::EINTR) => continue,
+            _ if err.kind() == io::ErrorKind::WouldBlock => {
+                if got {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }
+            _ if n == 0 => Ok(()),
+            _ => Err(err),
+        };
     }
 }
