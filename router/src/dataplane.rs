@@ -59,6 +59,8 @@ pub struct Capture {
     wan: Option<PcapWriter<BufWriter<File>>>,
     lan_net: u32,
     lan_mask: u32,
+    /// A copy of a packet whose checksum is completed for the file.
+    scratch: Vec<u8>,
 }
 
 impl Capture {
@@ -80,11 +82,28 @@ impl Capture {
             wan: wan_path.map(open).transpose()?,
             lan_net: u32::from(lan.0) & mask,
             lan_mask: mask,
+            scratch: Vec::new(),
         })
     }
 
     fn active(&self) -> bool {
         self.lan.is_some() || self.wan.is_some()
+    }
+
+    /// Records `packet` like [`Capture::record`]; one whose TCP/UDP checksum is still partial
+    /// (offloads: the kernel completes it after the write) is written with the checksum
+    /// completed, as it leaves on the wire, so that Wireshark does not flag every packet.
+    fn record_as(&mut self, packet: &[u8], csum: ChecksumState, stats: &ShellStats) {
+        if csum == ChecksumState::Partial {
+            let mut copy = std::mem::take(&mut self.scratch);
+            copy.clear();
+            copy.extend_from_slice(packet);
+            complete_partial_checksum(&mut copy);
+            self.record(&copy, stats);
+            self.scratch = copy;
+        } else {
+            self.record(packet, stats);
+        }
     }
 
     /// Records `packet` in the file of the side it is on: the LAN side if its source or
@@ -115,6 +134,32 @@ impl Capture {
         }
         Ok(())
     }
+}
+
+/// Completes the TCP/UDP checksum of an IPv4 packet whose field holds the partial
+/// (pseudo-header) sum, as the kernel's `skb_checksum_help` would: RFC 1071 sum from the
+/// transport header to the end, complemented, 0 sent as 0xffff. Anything else is left alone.
+fn complete_partial_checksum(packet: &mut [u8]) {
+    let Some(&ver_ihl) = packet.first() else {
+        return;
+    };
+    let ihl = usize::from(ver_ihl & 0x0f) * 4;
+    let field = match packet.get(9) {
+        Some(6) => 16, // TCP (RFC 793)
+        Some(17) => 6, // UDP (RFC 768)
+        _ => return,
+    };
+    let Some(segment) = packet.get(ihl..) else {
+        return;
+    };
+    if ver_ihl >> 4 != 4 || segment.len() < field + 2 {
+        return;
+    }
+    let c = match inet_checksum(segment) {
+        0 => 0xffff,
+        c => c,
+    };
+    packet[ihl + field..ihl + field + 2].copy_from_slice(&c.to_be_bytes());
 }
 
 fn prefix_mask(len: u8) -> u32 {
@@ -246,11 +291,11 @@ fn handle(
     };
     let capturing = capture.active();
     if capturing {
-        capture.record(packet, stats);
+        capture.record_as(packet, csum, stats);
     }
     if let Verdict::Forward = nat.process_with(now, packet, csum) {
         if capturing {
-            capture.record(packet, stats);
+            capture.record_as(packet, csum, stats);
         }
         // The header goes back as it came: the NAT changes no length or offset in it.
         send(tun.send_frame(frame), stats);
@@ -392,6 +437,21 @@ mod tests {
         let state = offload_checksum(&mut icmp, &needs_csum(20, 2, false));
         assert_eq!(state, Some(ChecksumState::Complete));
         assert_eq!(inet_checksum(&icmp[20..]), 0);
+    }
+
+    #[test]
+    fn captured_copies_get_the_complete_checksum() {
+        let (p, full) = partial_udp(b"captured");
+        let mut copy = p.clone();
+        complete_partial_checksum(&mut copy);
+        assert_eq!(u16::from_be_bytes([copy[26], copy[27]]), full);
+        assert_eq!(copy[..26], p[..26]);
+        // Short, non-IPv4 or other protocols: untouched, no panic.
+        for mut odd in [vec![], vec![0x45], vec![0x65; 40], p[..24].to_vec()] {
+            let before = odd.clone();
+            complete_partial_checksum(&mut odd);
+            assert_eq!(odd, before);
+        }
     }
 
     #[test]
