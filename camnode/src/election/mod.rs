@@ -573,7 +573,10 @@ impl Election {
         while k < self.later.len() {
             if self.later[k].0 <= now {
                 let (_, phase, t) = self.later.remove(k);
-                if phase == self.phase && t.term == self.term {
+                // A presence inquiry's second copy only while the first is unanswered.
+                let answered =
+                    matches!(t.body, Body::PresenceInquiry) && !self.presence_outstanding;
+                if phase == self.phase && t.term == self.term && !answered {
                     self.out.push_back(t);
                 }
             } else {
@@ -860,7 +863,19 @@ impl Election {
             }
             (Phase::Follower, Timer::Presence) => {
                 if let Some(l) = self.leader {
+                    // A second copy a burst gap later, unless the answer came first: one lost
+                    // datagram then no longer makes an unanswered inquiry, and two in a row
+                    // (a takeover, claim 15) need four losses, not two, on a lossy LAN.
                     self.send(Dest::Node(l.addr), Body::PresenceInquiry);
+                    self.later.push((
+                        now + self.cfg.burst_gap(),
+                        self.phase,
+                        Transmit {
+                            to: Dest::Node(l.addr),
+                            term: self.term,
+                            body: Body::PresenceInquiry,
+                        },
+                    ));
                     self.presence_outstanding = true;
                     self.set_timer(Timer::PresenceDeadline, now + self.cfg.presence_timeout);
                     self.set_timer(Timer::Presence, now + self.cfg.presence_interval);
