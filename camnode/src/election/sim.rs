@@ -734,7 +734,10 @@ fn a_lossy_lan_without_failures_seldom_raises_a_false_alarm() {
     eprintln!("false alarms in 50 node-10-minutes at 20 % loss: {alarms}");
     // One inquiry per second per follower: 24 000 inquiries. With one copy a round trip fails
     // 36 % of the time and two in a row 13 %; with a second copy 8 % and 0.6 %.
-    assert!(alarms < 150, "{alarms} false alarms (537 with a single copy, 61 with two)");
+    assert!(
+        alarms < 150,
+        "{alarms} false alarms (537 with a single copy, 61 with two)"
+    );
 }
 
 #[test]
