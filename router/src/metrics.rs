@@ -193,6 +193,21 @@ pub fn render_dhcp(o: &mut String, d: &crate::dhcp::DhcpStats) {
     );
     family(
         o,
+        "router_dhcp_lease_writes_total",
+        "counter",
+        "Lease-file writes that succeeded (write, fsync, rename; one covers every change made \
+         while the previous one was in flight).",
+    );
+    let _ = writeln!(o, "router_dhcp_lease_writes_total {}", d.lease_writes);
+    family(
+        o,
+        "router_dhcp_acks_held_total",
+        "counter",
+        "DHCPACKs held until a lease-file write covered their binding (RFC 2131 section 3.1).",
+    );
+    let _ = writeln!(o, "router_dhcp_acks_held_total {}", d.acks_held);
+    family(
+        o,
         "router_dhcp_leases_bound",
         "gauge",
         "Leases currently bound (not expired, not released).",
@@ -228,6 +243,8 @@ mod tests {
             dropped: [("not_bootrequest", 3)].into_iter().collect(),
             send_errors: 0,
             persist_errors: 0,
+            lease_writes: 2,
+            acks_held: 2,
             bound: 1,
             pool_start: std::net::Ipv4Addr::new(192, 168, 1, 100),
             pool_end: std::net::Ipv4Addr::new(192, 168, 1, 199),
@@ -237,6 +254,7 @@ mod tests {
         assert!(text.contains("router_dhcp_messages_total{kind=\"ack\"} 2\n"));
         assert!(text.contains("router_dhcp_drops_total{reason=\"not_bootrequest\"} 3\n"));
         assert!(text.contains("router_dhcp_leases_bound 1\n"));
+        assert!(text.contains("router_dhcp_lease_writes_total 2\n"));
         assert!(text.contains("router_packets_total{direction=\"out\"} 3\n"));
         assert!(text.contains("router_packets_total{direction=\"hairpin\"} 1\n"));
         assert!(text.contains("router_bytes_total{direction=\"in\"} 200\n"));

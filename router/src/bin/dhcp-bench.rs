@@ -1,7 +1,7 @@
 //! `dhcp-bench`: our DHCP server against dnsmasq, same client code, same run.
 //!
 //! ```text
-//! sudo cargo run --release -p router --bin dhcp-bench [-- --clients N --rounds R --no-dnsmasq]
+//! sudo cargo run --release -p router --bin dhcp-bench [-- --clients N --rounds R --no-dnsmasq --no-persist]
 //! ```
 //!
 //! Two network namespaces this program creates (`dhb<pid>s`, `dhb<pid>c`, one veth pair:
@@ -16,6 +16,17 @@
 //! one client after another; W = N: all at once). A lost message is resent after 1 s.
 //! Measured: DISCOVER-to-ACK time per client (p50/p99) and leases per second (N / the time
 //! from the first DISCOVER to the last ACK).
+//!
+//! Durability is part of the figure, the same for both: each server keeps its lease file in a
+//! fresh directory under `$TMPDIR` (default /tmp; the filesystem type is printed, since on a
+//! tmpfs an fsync costs nothing) and has the binding on disk before its ACK leaves. dnsmasq
+//! rewrites and fsyncs its lease file after each packet that changed it, before sending the
+//! reply (`lease_update_file` in `dhcp_packet`): one fsync per REQUEST. Ours writes the whole
+//! table (write, fsync, rename, fsync of the directory) with group commit: one write in
+//! flight, ACKs held until a write covers their binding; the `writes` column is how many
+//! lease-file writes ours made per round (read from the server's counters at its SIGTERM).
+//! `--no-persist` runs both without a lease file (ours without `state_dir`, dnsmasq with
+//! `--leasefile-ro`), to see what durability costs.
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -153,6 +164,7 @@ impl Kind {
 
 /// A running server; killed (by its pid) on drop.
 struct ServerProc {
+    kind: Kind,
     child: Child,
     _dir: TempDir,
 }
@@ -185,7 +197,28 @@ impl Drop for TempDir {
     }
 }
 
-fn start_server(kind: Kind, ns: &Netns) -> Result<ServerProc> {
+impl ServerProc {
+    /// Ours: stops it with SIGTERM (SIGKILL after 5 s) and returns its lease-file writes.
+    /// dnsmasq: None (killed on drop).
+    fn finish(mut self) -> Option<u64> {
+        if self.kind != Kind::Ours {
+            return None;
+        }
+        // SAFETY: kill on the pid of a child we started and have not reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.child.try_wait().ok()?.is_none() {
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let text = std::fs::read_to_string(self._dir.0.join("stats")).ok()?;
+        text.split_whitespace().next()?.parse().ok()
+    }
+}
+
+fn start_server(kind: Kind, ns: &Netns, persist: bool) -> Result<ServerProc> {
     let dir = TempDir::new(kind.name())?;
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", &ns.srv]);
@@ -193,6 +226,9 @@ fn start_server(kind: Kind, ns: &Netns) -> Result<ServerProc> {
         Kind::Ours => {
             let exe = std::env::current_exe()?;
             cmd.arg(exe).args(["serve", "s0"]).arg(&dir.0);
+            if !persist {
+                cmd.arg("--no-persist");
+            }
         }
         Kind::Dnsmasq => {
             cmd.args([
@@ -209,10 +245,14 @@ fn start_server(kind: Kind, ns: &Netns) -> Result<ServerProc> {
                 "--quiet-dhcp",
                 "--dhcp-lease-max=10000",
             ]);
-            cmd.arg(format!(
-                "--dhcp-leasefile={}",
-                dir.0.join("leases").display()
-            ));
+            if persist {
+                cmd.arg(format!(
+                    "--dhcp-leasefile={}",
+                    dir.0.join("leases").display()
+                ));
+            } else {
+                cmd.arg("--leasefile-ro");
+            }
             cmd.arg(format!("--pid-file={}", dir.0.join("pid").display()));
             cmd.arg(format!("--log-facility={}", dir.0.join("log").display()));
         }
@@ -224,7 +264,11 @@ fn start_server(kind: Kind, ns: &Netns) -> Result<ServerProc> {
         .spawn()
         .with_context(|| format!("starting {}", kind.name()))?;
     *CHILD.lock().unwrap_or_else(|e| e.into_inner()) = Some(child.id());
-    let mut p = ServerProc { child, _dir: dir };
+    let mut p = ServerProc {
+        kind,
+        child,
+        _dir: dir,
+    };
     // Ready when something listens on UDP 67 in the server namespace.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -242,19 +286,40 @@ fn start_server(kind: Kind, ns: &Netns) -> Result<ServerProc> {
     }
 }
 
-/// `serve IFACE DIR`: our server in the namespace, until killed.
-fn serve(iface: &str, dir: &str) -> Result<()> {
+/// `serve IFACE DIR [--no-persist]`: our server in the namespace (lease file in DIR unless
+/// `--no-persist`) until SIGTERM; then `DIR/stats` gets "lease_writes acks_held acked".
+fn serve(iface: &str, dir: &str, persist: bool) -> Result<()> {
+    // The bench blocks SIGINT / SIGTERM in its threads (`install_signal_cleanup`) and a
+    // spawned process inherits that mask: take them back before any thread starts.
+    // SAFETY: plain sigset manipulation on the calling (only) thread.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
     let mut server = ServerConfig::new(SERVER, PREFIX);
     server.pool_start = POOL.0;
     server.pool_end = POOL.1;
     let mut cfg = DhcpConfig::new(iface, server);
-    cfg.state_dir = Some(PathBuf::from(dir));
+    cfg.state_dir = persist.then(|| PathBuf::from(dir));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
         let svc = DhcpService::bind(cfg, std::sync::Arc::new(router::upnp::SystemClock)).await?;
-        svc.run(std::future::pending::<()>()).await;
+        let handle = svc.handle();
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        svc.run(async move {
+            term.recv().await;
+        })
+        .await;
+        let st = handle.stats();
+        std::fs::write(
+            PathBuf::from(dir).join("stats"),
+            format!("{} {} {}\n", st.lease_writes, st.acks_held, st.acked),
+        )?;
         Ok(())
     })
 }
@@ -431,19 +496,23 @@ struct Row {
     p99: f64,
     rate: f64,
     resent: u64,
+    /// Ours: lease-file writes per round (mean); None for dnsmasq or when not reported.
+    writes: Option<f64>,
 }
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("serve") {
         let (Some(iface), Some(dir)) = (args.get(1), args.get(2)) else {
-            bail!("usage: dhcp-bench serve IFACE DIR");
+            bail!("usage: dhcp-bench serve IFACE DIR [--no-persist]");
         };
-        return serve(iface, dir);
+        let persist = args.get(3).map(String::as_str) != Some("--no-persist");
+        return serve(iface, dir, persist);
     }
     let mut clients = 200usize;
     let mut rounds = 3usize;
     let mut dnsmasq = true;
+    let mut persist = true;
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
@@ -462,7 +531,10 @@ fn main() -> Result<()> {
                 i += 1;
             }
             "--no-dnsmasq" => dnsmasq = false,
-            a => bail!("unknown argument {a}; use --clients N --rounds R --no-dnsmasq"),
+            "--no-persist" => persist = false,
+            a => {
+                bail!("unknown argument {a}; use --clients N --rounds R --no-dnsmasq --no-persist")
+            }
         }
         i += 1;
     }
@@ -474,6 +546,16 @@ fn main() -> Result<()> {
         bail!("dhcp-bench needs root (it creates two network namespaces)");
     }
     install_signal_cleanup();
+    let tmp = std::env::temp_dir();
+    let fs = sh(&["stat", "-f", "-c", "%T", &tmp.to_string_lossy()])
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "?".into());
+    let storage = if persist {
+        format!("lease files under {} ({fs})", tmp.display())
+    } else {
+        "no lease files (--no-persist)".to_string()
+    };
+    eprintln!("dhcp-bench: {storage}");
     let ns = Netns::create()?;
     let mut kinds = vec![Kind::Ours];
     if dnsmasq {
@@ -486,9 +568,10 @@ fn main() -> Result<()> {
             let mut lat = Vec::new();
             let mut rates = Vec::new();
             let mut resent = 0;
+            let mut writes = Some(0u64);
             for _ in 0..rounds {
                 round = round.wrapping_add(1);
-                let _server = start_server(kind, &ns)?;
+                let server = start_server(kind, &ns, persist)?;
                 let cli = ns.cli.clone();
                 let r = round;
                 let out = std::thread::spawn(move || -> Result<Outcome> {
@@ -497,6 +580,8 @@ fn main() -> Result<()> {
                 })
                 .join()
                 .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
+                let w = server.finish();
+                writes = writes.zip(w).map(|(a, b)| a + b);
                 rates.push(clients as f64 / out.elapsed.as_secs_f64());
                 lat.extend(out.latencies);
                 resent += out.resent;
@@ -509,13 +594,19 @@ fn main() -> Result<()> {
                 p99: pct(&lat, 0.99),
                 rate: rates[rates.len() / 2],
                 resent,
+                writes: writes
+                    .filter(|_| kind == Kind::Ours)
+                    .map(|w| w as f64 / rounds as f64),
             };
             eprintln!(
-                "dhcp-bench: {} window {window}: p50 {:.3} ms p99 {:.3} ms, {:.0} leases/s",
+                "dhcp-bench: {} window {window}: p50 {:.3} ms p99 {:.3} ms, {:.0} leases/s{}",
                 kind.name(),
                 row.p50,
                 row.p99,
-                row.rate
+                row.rate,
+                row.writes
+                    .map(|w| format!(", {w:.1} lease-file writes per round"))
+                    .unwrap_or_default()
             );
             rows.push(row);
         }
@@ -524,20 +615,22 @@ fn main() -> Result<()> {
 
     println!(
         "\nDHCP: {clients} clients, DISCOVER->OFFER->REQUEST->ACK, {rounds} rounds each \
-         (latency over all rounds, leases/s the median round)\n"
+         (latency over all rounds, leases/s the median round); {storage}\n"
     );
     println!(
-        "| server | in flight | p50 ms | p99 ms | leases/s | resent |\n|---|---|---|---|---|---|"
+        "| server | in flight | p50 ms | p99 ms | leases/s | resent | writes/round |\n\
+         |---|---|---|---|---|---|---|"
     );
     for r in &rows {
         println!(
-            "| {} | {} | {:.3} | {:.3} | {:.0} | {} |",
+            "| {} | {} | {:.3} | {:.3} | {:.0} | {} | {} |",
             r.kind.name(),
             r.window,
             r.p50,
             r.p99,
             r.rate,
-            r.resent
+            r.resent,
+            r.writes.map_or("-".to_string(), |w| format!("{w:.1}"))
         );
     }
     if dnsmasq {

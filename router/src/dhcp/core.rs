@@ -124,6 +124,14 @@ pub enum Destination {
 pub struct Reply {
     pub message: Message,
     pub to: Destination,
+    /// The reply commits the server to a binding: a DHCPACK with a lease, after which the
+    /// client uses the address. RFC 2131 §3.1 step 4: the server "commits the binding for the
+    /// client to persistent storage and responds with a DHCPACK" (and §1.6: configuration is
+    /// to survive server reboots). So the IO shell sends it only once the table as of this
+    /// reply is on stable storage; otherwise a restarted server could give the address to
+    /// another client. False for an OFFER (§4.3.1: the server "need not reserve the offered
+    /// address"), a NAK, and the ACK to an INFORM (§4.3.5: no lease); those go out at once.
+    pub commit: bool,
 }
 
 /// State of a lease record.
@@ -285,8 +293,11 @@ impl Server {
         &self.counters
     }
 
-    /// True once after the table changed in a way worth saving (binds, releases, declines;
-    /// not offers).
+    /// True once after the table changed in a way worth saving: a binding created or changed
+    /// (an ACK; a repeated ACK that changes nothing does not count), a release, a decline, or
+    /// a client's records at other addresses dropped (by a REQUEST, or by a DISCOVER that
+    /// offers another address). An OFFER itself is not saved ([`super::persist`] skips
+    /// offered records).
     pub fn take_dirty(&mut self) -> bool {
         std::mem::take(&mut self.dirty)
     }
@@ -556,20 +567,24 @@ impl Server {
             .get(&addr)
             .filter(|l| l.client == key)
             .and_then(|l| l.host_name.clone());
-        self.leases.insert(
+        let lease = Lease {
             addr,
-            Lease {
-                addr,
-                client: key,
-                mac: m.mac(),
-                host_name: m.host_name().or(prev_host),
-                expires: now + u64::from(self.cfg.lease_time),
-                state: LeaseState::Bound,
-            },
-        );
-        self.dirty = true;
+            client: key,
+            mac: m.mac(),
+            host_name: m.host_name().or(prev_host),
+            expires: now + u64::from(self.cfg.lease_time),
+            state: LeaseState::Bound,
+        };
+        // A retransmitted REQUEST in the same second rebinds to the same record: nothing new
+        // to save (the ACK still waits for any earlier unsaved change; see `Reply::commit`).
+        if self.leases.get(&addr) != Some(&lease) {
+            self.leases.insert(addr, lease);
+            self.dirty = true;
+        }
         self.counters.acked += 1;
-        Some(self.reply(m, MessageType::Ack, addr, true))
+        let mut r = self.reply(m, MessageType::Ack, addr, true);
+        r.commit = true;
+        Some(r)
     }
 
     /// RFC 2131 §4.3.2, table 3: a NAK carries only the type, server id, a message, and the
@@ -593,7 +608,11 @@ impl Server {
             r.flags |= wire::FLAG_BROADCAST;
             Destination::Relay(m.giaddr)
         };
-        Some(Reply { message: r, to })
+        Some(Reply {
+            message: r,
+            to,
+            commit: false,
+        })
     }
 
     /// RFC 2131 §4.3.3: the address is in use elsewhere; mark it unusable for a while.
@@ -721,7 +740,11 @@ impl Server {
         } else {
             Destination::Broadcast
         };
-        Reply { message: r, to }
+        Reply {
+            message: r,
+            to,
+            commit: false,
+        }
     }
 
     /// The configuration options we can give (RFC 2132 §3.3, §3.5, §3.8, §3.17, §5.3).

@@ -9,7 +9,16 @@
 //! - this module: the `[dhcp]` configuration section, and [`DhcpService`], which binds UDP
 //!   port 67 on the LAN interface only (`SO_BINDTODEVICE`, with `SO_BROADCAST` for replies to
 //!   clients that have no address yet), restores the lease file, answers until shutdown, and
-//!   saves the table after every change (coalesced) and at the end.
+//!   saves the table after every change and at the end.
+//!
+//! Durability (RFC 2131 §3.1 step 4: the server "commits the binding for the client to
+//! persistent storage and responds with a DHCPACK"): an ACK that creates or extends a binding
+//! ([`Reply::commit`]) leaves only after a lease-file write covering it has finished, so a
+//! crash cannot leave a client holding an address the restarted server would give away.
+//! Group commit keeps the throughput: one write is in flight at a time, always of the latest
+//! table; the changes made meanwhile are all covered by the next write, and each finished write
+//! releases every ACK it covers (a burst of 200 bindings costs a few writes, not 200). OFFERs,
+//! NAKs and INFORM's ACK go out at once; so does everything without a `state_dir`.
 //!
 //! Replies follow RFC 2131 §4.1: to the relay (`giaddr`), else to `ciaddr`, else broadcast.
 //! Unicasting an OFFER / ACK to a client without an address would need an ARP entry for
@@ -19,6 +28,7 @@ pub mod core;
 pub mod persist;
 pub mod wire;
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
@@ -291,6 +301,10 @@ pub struct DhcpStats {
     pub dropped: std::collections::BTreeMap<&'static str, u64>,
     pub send_errors: u64,
     pub persist_errors: u64,
+    /// Lease-file writes that succeeded (each: write, fsync, rename, fsync of the directory).
+    pub lease_writes: u64,
+    /// ACKs that waited for a lease-file write before they were sent.
+    pub acks_held: u64,
     pub bound: usize,
     pub pool_start: Ipv4Addr,
     pub pool_end: Ipv4Addr,
@@ -302,10 +316,22 @@ struct Shared {
     clock: Arc<dyn Clock>,
     core: Mutex<Server>,
     state_file: Option<PathBuf>,
+    /// How many times the table changed in a way worth saving ([`Server::take_dirty`]).
+    /// Changed only with `core` locked, so a snapshot taken under the lock knows exactly which
+    /// changes it holds.
+    changes: AtomicU64,
+    /// `changes` as of the last lease-file write that succeeded.
+    written: AtomicU64,
+    /// Wakes the persister: the table changed.
     persist: Notify,
     send_errors: AtomicU64,
     persist_errors: AtomicU64,
+    lease_writes: AtomicU64,
+    acks_held: AtomicU64,
     local: SocketAddr,
+    /// Tests hold this (write) to stall lease-file writes, as a slow disk would.
+    #[cfg(test)]
+    save_gate: tokio::sync::RwLock<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -313,16 +339,40 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    fn save(&self) {
-        let Some(path) = &self.state_file else { return };
-        let text = {
-            let core = lock(&self.core);
-            persist::save(core.leases(), self.clock.unix())
+    /// Writes the latest table to the lease file (write, fsync, rename: [`write_atomic`]),
+    /// unless the last successful write already holds every change. Blocking; one call at a
+    /// time (the persister's, then the last one at shutdown). Returns the change number the
+    /// attempt covered: the ACKs waiting for changes up to it may go, whether the write
+    /// succeeded or not (see [`persister`]).
+    fn save(&self) -> u64 {
+        let Some(path) = &self.state_file else {
+            return self.changes.load(Ordering::Relaxed);
         };
-        if let Err(e) = write_atomic(path, text.as_bytes()) {
-            self.persist_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!("dhcp: cannot save {}: {e}", path.display());
+        #[cfg(test)]
+        let _gate = self.save_gate.blocking_read();
+        let (text, upto) = {
+            let core = lock(&self.core);
+            let upto = self.changes.load(Ordering::Relaxed);
+            if upto == self.written.load(Ordering::Relaxed) {
+                return upto;
+            }
+            (persist::save(core.leases(), self.clock.unix()), upto)
+        };
+        match write_atomic(path, text.as_bytes()) {
+            Ok(()) => {
+                self.written.store(upto, Ordering::Relaxed);
+                self.lease_writes.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.persist_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    "dhcp: cannot save {}: {e} (answering anyway; the file is behind until a \
+                     write succeeds)",
+                    path.display()
+                );
+            }
         }
+        upto
     }
 }
 
@@ -358,6 +408,8 @@ impl DhcpHandle {
                 .collect(),
             send_errors: self.shared.send_errors.load(Ordering::Relaxed),
             persist_errors: self.shared.persist_errors.load(Ordering::Relaxed),
+            lease_writes: self.shared.lease_writes.load(Ordering::Relaxed),
+            acks_held: self.shared.acks_held.load(Ordering::Relaxed),
             bound: core.bound_count(self.shared.clock.unix()),
             pool_start: cfg.pool_start,
             pool_end: cfg.pool_end,
@@ -452,10 +504,16 @@ impl DhcpService {
                 clock,
                 core: Mutex::new(server),
                 state_file,
+                changes: AtomicU64::new(0),
+                written: AtomicU64::new(0),
                 persist: Notify::new(),
                 send_errors: AtomicU64::new(0),
                 persist_errors: AtomicU64::new(0),
+                lease_writes: AtomicU64::new(0),
+                acks_held: AtomicU64::new(0),
                 local,
+                #[cfg(test)]
+                save_gate: tokio::sync::RwLock::new(()),
             }),
             sock,
             client_port: cfg.client_port,
@@ -468,10 +526,17 @@ impl DhcpService {
         }
     }
 
-    /// Answers until `shutdown` completes, then saves the table a last time.
+    /// Answers until `shutdown` completes, then saves the table a last time and sends the
+    /// ACKs still waiting for it.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let persister = tokio::spawn(persister(self.shared.clone(), stop_rx));
+        let (written_tx, mut written_rx) = watch::channel(0u64);
+        let persister = tokio::spawn(persister(self.shared.clone(), stop_rx, written_tx));
+        // ACKs wait for the lease file only when there is one.
+        let mut durable = self.shared.state_file.is_some();
+        // ACKs waiting for a write, oldest first, each with the change number it waits for
+        // (non-decreasing along the queue).
+        let mut held: VecDeque<(u64, SocketAddr, Reply)> = VecDeque::new();
         let c = lock(&self.shared.core).config().clone();
         tracing::info!(
             "dhcp: serving {}-{} (lease {} s) on {}",
@@ -484,7 +549,28 @@ impl DhcpService {
         let mut buf = vec![0u8; 4096];
         loop {
             let (n, from) = tokio::select! {
+                biased;
                 _ = &mut shutdown => break,
+                // A write finished: send the ACKs it covers.
+                r = written_rx.changed(), if !held.is_empty() => {
+                    if r.is_err() {
+                        // The persister ends only at shutdown; should it die, answering beats
+                        // holding every ACK forever.
+                        tracing::error!("dhcp: the lease writer stopped; ACKs no longer wait");
+                        durable = false;
+                        for (_, from, reply) in std::mem::take(&mut held) {
+                            self.send(from, reply).await;
+                        }
+                        continue;
+                    }
+                    let upto = *written_rx.borrow_and_update();
+                    while held.front().is_some_and(|(c, _, _)| *c <= upto) {
+                        if let Some((_, from, reply)) = held.pop_front() {
+                            self.send(from, reply).await;
+                        }
+                    }
+                    continue;
+                }
                 r = self.sock.recv_from(&mut buf) => match r {
                     Ok(x) => x,
                     Err(e) => {
@@ -497,52 +583,105 @@ impl DhcpService {
                 continue;
             };
             let now = self.shared.clock.unix();
-            let (reply, dirty) = {
+            let (reply, dirty, change) = {
                 let mut core = lock(&self.shared.core);
                 let r = core.handle(now, datagram);
-                (r, core.take_dirty())
+                let dirty = core.take_dirty();
+                let mut change = self.shared.changes.load(Ordering::Relaxed);
+                if dirty {
+                    change += 1;
+                    self.shared.changes.store(change, Ordering::Relaxed);
+                }
+                (r, dirty, change)
             };
             if dirty {
                 self.shared.persist.notify_one();
             }
             let Some(reply) = reply else { continue };
-            let to = match reply.to {
-                Destination::Relay(g) => SocketAddrV4::new(g, wire::SERVER_PORT),
-                Destination::Unicast(a) => SocketAddrV4::new(a, self.client_port),
-                Destination::Broadcast => SocketAddrV4::new(Ipv4Addr::BROADCAST, self.client_port),
-            };
-            tracing::debug!(
-                "dhcp: {from} xid {:08x}: {:?} {} to {to}",
-                reply.message.xid,
-                reply.message.message_type(),
-                reply.message.yiaddr
-            );
-            if let Err(e) = self.sock.send_to(&reply.message.emit(), to).await {
-                self.shared.send_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!("dhcp: send to {to}: {e}");
+            // RFC 2131 §3.1 step 4: the binding is on stable storage before its DHCPACK. The
+            // ACK waits for the write that covers the latest change, its own or an earlier
+            // unsaved one (which may be its binding's, when this ACK changed nothing). OFFER
+            // (§4.3.1), NAK and INFORM's ACK (§4.3.5) promise no binding and go now.
+            if reply.commit && durable && change > *written_rx.borrow() {
+                self.shared.acks_held.fetch_add(1, Ordering::Relaxed);
+                held.push_back((change, from, reply));
+                continue;
             }
+            self.send(from, reply).await;
         }
         let _ = stop_tx.send(true);
         let _ = persister.await;
+        // The last write, then the ACKs still waiting (sent even if that write failed, as
+        // during the run; a send error is counted in `send_errors`).
         let s = self.shared.clone();
-        let _ = tokio::task::spawn_blocking(move || s.save()).await;
+        if let Err(e) = tokio::task::spawn_blocking(move || s.save()).await {
+            self.shared.persist_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!("dhcp: the last lease-file write failed: {e}");
+        }
+        let waiting = held.len();
+        for (_, from, reply) in held {
+            self.send(from, reply).await;
+        }
+        if waiting > 0 {
+            tracing::info!("dhcp: sent {waiting} ACKs after the last lease-file write");
+        }
         tracing::info!("dhcp: stopped");
+    }
+
+    /// Sends a reply where RFC 2131 §4.1 says ([`Destination`]).
+    async fn send(&self, from: SocketAddr, reply: Reply) {
+        let to = match reply.to {
+            Destination::Relay(g) => SocketAddrV4::new(g, wire::SERVER_PORT),
+            Destination::Unicast(a) => SocketAddrV4::new(a, self.client_port),
+            Destination::Broadcast => SocketAddrV4::new(Ipv4Addr::BROADCAST, self.client_port),
+        };
+        tracing::debug!(
+            "dhcp: {from} xid {:08x}: {:?} {} to {to}",
+            reply.message.xid,
+            reply.message.message_type(),
+            reply.message.yiaddr
+        );
+        if let Err(e) = self.sock.send_to(&reply.message.emit(), to).await {
+            self.shared.send_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("dhcp: send to {to}: {e}");
+        }
     }
 }
 
-/// Writes the lease file after changes, coalescing bursts (one write in flight, always of
-/// the latest table).
-async fn persister(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+/// Writes the lease file after changes, one write in flight, always of the latest table: the
+/// changes made while a write is in flight are all covered by the next one (group commit).
+/// After each attempt it publishes on `written` the change number the attempt covered, and
+/// [`DhcpService::run`] sends the ACKs waiting for changes up to it.
+///
+/// A failed write is counted (`persist_errors`) and logged, and the ACKs it covered are sent
+/// anyway: the server keeps serving with its lease file behind (as before durability was
+/// added) rather than leave clients unanswered; the next change retries the write.
+async fn persister(
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    written: watch::Sender<u64>,
+) {
     if shared.state_file.is_none() {
         return;
     }
     loop {
         tokio::select! {
+            biased;
             _ = stop.changed() => return,
             _ = shared.persist.notified() => {}
         }
         let s = shared.clone();
-        let _ = tokio::task::spawn_blocking(move || s.save()).await;
+        let upto = match tokio::task::spawn_blocking(move || s.save()).await {
+            Ok(upto) => upto,
+            Err(e) => {
+                // The write panicked: a failed write, as above.
+                shared.persist_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!("dhcp: lease-file write failed: {e}");
+                let _core = lock(&shared.core);
+                shared.changes.load(Ordering::Relaxed)
+            }
+        };
+        written.send_replace(upto);
     }
 }
 

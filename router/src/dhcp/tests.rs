@@ -686,3 +686,394 @@ fn config_section_validation_names_fields() {
         (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 14))
     );
 }
+
+/// Which replies commit the server to a binding (and so wait for the lease file), and which
+/// changes mark the table dirty. An OFFER may change the table (a DISCOVER drops the client's
+/// records at other addresses) but never needs durability (RFC 2131 §4.3.1).
+#[test]
+fn only_binding_acks_commit() {
+    let mut cfg = ServerConfig::new(SERVER, 24);
+    cfg.reservations = vec![(mac(7), ip(10))];
+    let mut s = Server::new(cfg);
+    let offer = send(&mut s, T0, &msg(1, MessageType::Discover)).unwrap();
+    assert!(!offer.commit);
+    assert!(!s.take_dirty(), "an offer alone is not saved");
+    let mut req = msg(1, MessageType::Request);
+    req.set_option(opt::SERVER_ID, SERVER.octets().to_vec());
+    req.set_option(opt::REQUESTED_IP, offer.message.yiaddr.octets().to_vec());
+    let ack = send(&mut s, T0, &req).unwrap();
+    assert_eq!(kind(&ack), MessageType::Ack);
+    assert!(ack.commit);
+    assert!(s.take_dirty());
+    // The same REQUEST again in the same second: an ACK that commits, but nothing new to save.
+    let again = send(&mut s, T0, &req).unwrap();
+    assert!(again.commit);
+    assert!(!s.take_dirty());
+    // A renewal a second later extends the binding: dirty again.
+    let renewed = renew(&mut s, T0 + 1, 1, offer.message.yiaddr).unwrap();
+    assert!(renewed.commit);
+    assert!(s.take_dirty());
+    // NAK and INFORM's ACK promise no binding.
+    let nak = renew(&mut s, T0 + 1, 2, offer.message.yiaddr).unwrap();
+    assert_eq!(kind(&nak), MessageType::Nak);
+    assert!(!nak.commit);
+    let mut inf = msg(3, MessageType::Inform);
+    inf.ciaddr = ip(50);
+    assert!(!send(&mut s, T0 + 1, &inf).unwrap().commit);
+    assert!(!s.take_dirty());
+    // A client with a pool lease from before its reservation (restored from the file): its
+    // DISCOVER is offered the reserved address and drops the old record. Dirty, no commit.
+    let key = {
+        let mut k = vec![1];
+        k.extend_from_slice(&mac(7));
+        k
+    };
+    s.restore(
+        T0,
+        vec![Lease {
+            addr: ip(150),
+            client: key,
+            mac: Some(mac(7)),
+            host_name: None,
+            expires: T0 + 100,
+            state: LeaseState::Bound,
+        }],
+    );
+    let offer = send(&mut s, T0 + 2, &msg(7, MessageType::Discover)).unwrap();
+    assert_eq!(offer.message.yiaddr, ip(10));
+    assert!(!offer.commit);
+    assert!(s.take_dirty());
+}
+
+/// The service on loopback, as `tests/dhcp_service.rs` drives it, with the lease-file writes
+/// observable (`lease_writes`, `acks_held`) and stallable (`Shared::save_gate`).
+mod service {
+    use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::net::UdpSocket;
+
+    use super::super::wire::{Message, MessageType};
+    use super::super::{DhcpConfig, DhcpHandle, DhcpService, LEASE_FILE, ServerConfig};
+    use crate::upnp::{Clock, ManualClock};
+
+    const SERVER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// A fresh directory, removed on drop.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(tag: &str) -> Dir {
+            let p = std::env::temp_dir().join(format!(
+                "dhcp-commit-{tag}-{}-{}",
+                std::process::id(),
+                rand::random::<u32>()
+            ));
+            let _ = std::fs::remove_dir_all(&p);
+            Dir(p)
+        }
+        fn file(&self) -> String {
+            std::fs::read_to_string(self.0.join(LEASE_FILE)).unwrap_or_default()
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    struct Running {
+        handle: DhcpHandle,
+        stop: tokio::sync::oneshot::Sender<()>,
+        task: tokio::task::JoinHandle<()>,
+        to: SocketAddr,
+    }
+
+    impl Running {
+        async fn stop(self) {
+            let _ = self.stop.send(());
+            tokio::time::timeout(WAIT, self.task)
+                .await
+                .expect("the service stops")
+                .expect("no panic");
+        }
+    }
+
+    /// The service on 127.0.0.1 serving 127.0.1.1-127.0.1.254, replies to `client_port`.
+    async fn start(state_dir: Option<&Path>, client_port: u16) -> Running {
+        let mut server = ServerConfig::new(SERVER, 8);
+        server.pool_start = Ipv4Addr::new(127, 0, 1, 1);
+        server.pool_end = Ipv4Addr::new(127, 0, 1, 254);
+        let mut cfg = DhcpConfig::new("lo", server);
+        cfg.iface = None;
+        cfg.bind = SocketAddrV4::new(SERVER, 0);
+        cfg.client_port = client_port;
+        cfg.state_dir = state_dir.map(Path::to_path_buf);
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new());
+        let svc = DhcpService::bind(cfg, clock).await.expect("bind");
+        let handle = svc.handle();
+        let to = handle.local_addr();
+        let (stop, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(svc.run(async move {
+            let _ = rx.await;
+        }));
+        Running {
+            handle,
+            stop,
+            task,
+            to,
+        }
+    }
+
+    /// The clients' socket: every 127.0.1.n on one port (replies go to `ciaddr`), with room
+    /// for a burst of 200 replies (as much as `net.core.rmem_max` allows, more when root).
+    async fn client() -> (UdpSocket, u16) {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+        let size: libc::c_int = 4 << 20;
+        // SAFETY: setsockopt on our own socket with a c_int option value of the right size.
+        let forced = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&s),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                std::ptr::addr_of!(size).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        } == 0;
+        if !forced {
+            s.set_recv_buffer_size(4 << 20).unwrap();
+        }
+        s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)).into())
+            .unwrap();
+        s.set_nonblocking(true).unwrap();
+        let sock = UdpSocket::from_std(s.into()).expect("client socket");
+        let port = sock.local_addr().unwrap().port();
+        (sock, port)
+    }
+
+    fn addr(n: u8) -> Ipv4Addr {
+        Ipv4Addr::new(127, 0, 1, n)
+    }
+
+    /// Client `n` at 127.0.1.n, RENEWING (RFC 2131 §4.3.2: `ciaddr` set, unicast answer).
+    fn renewal(n: u8) -> Message {
+        let mut m = Message::request(
+            0x5000 + u32::from(n),
+            [2, 0, 0, 0, 1, n],
+            MessageType::Request,
+        );
+        m.ciaddr = addr(n);
+        m
+    }
+
+    async fn recv(sock: &UdpSocket) -> Message {
+        let mut buf = [0u8; 1500];
+        let (n, _) = tokio::time::timeout(WAIT, sock.recv_from(&mut buf))
+            .await
+            .expect("a reply in time")
+            .expect("recv");
+        Message::parse(&buf[..n]).expect("reply parses")
+    }
+
+    /// Nothing has arrived: everything sent so far is still held by the server.
+    fn nothing_arrived(sock: &UdpSocket) {
+        let mut buf = [0u8; 1500];
+        match sock.try_recv_from(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => panic!("expected no datagram, got {other:?}"),
+        }
+    }
+
+    async fn wait_for(what: &str, f: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !f() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// RFC 2131 §3.1 step 4: the binding is in the lease file by the time its ACK arrives.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_lease_file_holds_the_binding_when_its_ack_arrives() {
+        let dir = Dir::new("durable");
+        let (sock, port) = client().await;
+        let r = start(Some(&dir.0), port).await;
+        for n in 1..=20u8 {
+            sock.send_to(&renewal(n).emit(), r.to).await.unwrap();
+            let ack = recv(&sock).await;
+            // Read right away: the file must already have it.
+            let file = dir.file();
+            assert_eq!(
+                (ack.message_type(), ack.xid),
+                (Some(MessageType::Ack), 0x5000 + u32::from(n))
+            );
+            assert!(
+                file.contains(&format!("{} bound", addr(n))),
+                "ACK {n} arrived before its binding was written:\n{file}"
+            );
+        }
+        let st = r.handle.stats();
+        assert_eq!((st.acked, st.persist_errors), (20, 0));
+        assert!(st.lease_writes >= 1 && st.lease_writes <= 20, "{st:?}");
+        // The same request again, same second (the clock stands still): nothing new to write,
+        // and the ACK goes at once.
+        let writes = st.lease_writes;
+        sock.send_to(&renewal(20).emit(), r.to).await.unwrap();
+        assert_eq!(recv(&sock).await.message_type(), Some(MessageType::Ack));
+        assert_eq!(r.handle.stats().lease_writes, writes);
+        r.stop().await;
+    }
+
+    /// Group commit: 200 bindings made while a write is stalled are all covered by the next
+    /// single write, and every ACK leaves after it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_bindings_share_one_write() {
+        let dir = Dir::new("group");
+        let (sock, port) = client().await;
+        let r = start(Some(&dir.0), port).await;
+        let gate = r.handle.shared.save_gate.write().await;
+        for n in 1..=200u8 {
+            sock.send_to(&renewal(n).emit(), r.to).await.unwrap();
+        }
+        wait_for("200 requests handled", || r.handle.stats().received == 200).await;
+        let st = r.handle.stats();
+        assert_eq!((st.acked, st.acks_held, st.lease_writes), (200, 200, 0));
+        nothing_arrived(&sock);
+        drop(gate);
+        let mut xids = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let ack = recv(&sock).await;
+            assert_eq!(ack.message_type(), Some(MessageType::Ack));
+            xids.insert(ack.xid);
+        }
+        assert_eq!(xids.len(), 200);
+        let file = dir.file();
+        assert_eq!(file.matches(" bound ").count(), 200, "{file}");
+        let st = r.handle.stats();
+        assert_eq!(st.lease_writes, 1, "{st:?}");
+        assert_eq!(st.persist_errors, 0);
+        r.stop().await;
+    }
+
+    /// Without a state directory nothing persists and nothing waits: with writes stalled, the
+    /// ACK still arrives.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_a_state_dir_nothing_waits() {
+        let (sock, port) = client().await;
+        let r = start(None, port).await;
+        let h = r.handle.clone();
+        let _gate = h.shared.save_gate.write().await;
+        for n in 1..=5u8 {
+            sock.send_to(&renewal(n).emit(), r.to).await.unwrap();
+            assert_eq!(recv(&sock).await.message_type(), Some(MessageType::Ack));
+        }
+        let st = r.handle.stats();
+        assert_eq!((st.acked, st.acks_held, st.lease_writes), (5, 0, 0));
+        r.stop().await;
+    }
+
+    /// While a write is stalled with an ACK waiting for it, replies that promise no binding
+    /// still leave at once: an OFFER (RFC 2131 §4.3.1) and INFORM's ACK (§4.3.5).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn offers_and_informs_do_not_wait() {
+        let dir = Dir::new("nowait");
+        let (sock, port) = client().await;
+        let r = start(Some(&dir.0), port).await;
+        let gate = r.handle.shared.save_gate.write().await;
+        sock.send_to(&renewal(1).emit(), r.to).await.unwrap();
+        wait_for("the ACK held", || r.handle.stats().acks_held == 1).await;
+        // A DISCOVER from a client with an address (answered at ciaddr).
+        let mut d = Message::request(0x6001, [2, 0, 0, 0, 2, 1], MessageType::Discover);
+        d.ciaddr = addr(2);
+        sock.send_to(&d.emit(), r.to).await.unwrap();
+        let offer = recv(&sock).await;
+        assert_eq!(
+            (offer.message_type(), offer.xid),
+            (Some(MessageType::Offer), 0x6001)
+        );
+        let mut inf = Message::request(0x6002, [2, 0, 0, 0, 2, 2], MessageType::Inform);
+        inf.ciaddr = addr(3);
+        sock.send_to(&inf.emit(), r.to).await.unwrap();
+        let ack = recv(&sock).await;
+        assert_eq!(
+            (ack.message_type(), ack.xid),
+            (Some(MessageType::Ack), 0x6002)
+        );
+        nothing_arrived(&sock);
+        drop(gate);
+        let ack = recv(&sock).await;
+        assert_eq!(
+            (ack.message_type(), ack.xid),
+            (Some(MessageType::Ack), 0x5001)
+        );
+        assert!(dir.file().contains(&format!("{} bound", addr(1))));
+        r.stop().await;
+    }
+
+    /// A failed write is counted and logged, and the ACKs it covered still leave (the server
+    /// keeps serving); the next change writes again, with everything.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_write_is_counted_and_the_ack_still_leaves() {
+        let dir = Dir::new("fail");
+        let (sock, port) = client().await;
+        let r = start(Some(&dir.0), port).await;
+        std::fs::remove_dir_all(&dir.0).unwrap();
+        for n in 1..=2u8 {
+            sock.send_to(&renewal(n).emit(), r.to).await.unwrap();
+            assert_eq!(recv(&sock).await.message_type(), Some(MessageType::Ack));
+            let st = r.handle.stats();
+            assert_eq!(
+                (st.persist_errors, st.lease_writes, st.acks_held),
+                (u64::from(n), 0, u64::from(n))
+            );
+        }
+        std::fs::create_dir_all(&dir.0).unwrap();
+        sock.send_to(&renewal(3).emit(), r.to).await.unwrap();
+        assert_eq!(recv(&sock).await.message_type(), Some(MessageType::Ack));
+        let st = r.handle.stats();
+        assert_eq!((st.persist_errors, st.lease_writes), (2, 1));
+        let file = dir.file();
+        for n in 1..=3 {
+            assert!(file.contains(&format!("{} bound", addr(n))), "{file}");
+        }
+        r.stop().await;
+    }
+
+    /// Shutdown with an ACK waiting: the last write happens, then the ACK leaves; no hang.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shutdown_writes_then_sends_the_waiting_acks() {
+        let dir = Dir::new("shutdown");
+        let (sock, port) = client().await;
+        let r = start(Some(&dir.0), port).await;
+        let gate = r.handle.shared.save_gate.write().await;
+        sock.send_to(&renewal(1).emit(), r.to).await.unwrap();
+        wait_for("the ACK held", || r.handle.stats().acks_held == 1).await;
+        nothing_arrived(&sock);
+        let handle = r.handle.clone();
+        let _ = r.stop.send(());
+        drop(gate);
+        tokio::time::timeout(WAIT, r.task)
+            .await
+            .expect("the service stops")
+            .expect("no panic");
+        let ack = recv(&sock).await;
+        assert_eq!(
+            (ack.message_type(), ack.xid),
+            (Some(MessageType::Ack), 0x5001)
+        );
+        assert!(dir.file().contains(&format!("{} bound", addr(1))));
+        let st = handle.stats();
+        assert_eq!(
+            (st.lease_writes, st.persist_errors, st.send_errors),
+            (1, 0, 0)
+        );
+    }
+}
