@@ -2,7 +2,7 @@
 //! same concurrency.
 //!
 //! ```text
-//! cargo run --release -p router --bin igd-bench [-- --requests N --clients C --rounds R --no-miniupnpd]
+//! cargo run --release -p router --bin igd-bench [-- --requests N --clients C --rounds R --no-miniupnpd --pin C,S]
 //! ```
 //!
 //! Defaults: 4 clients x 250 requests (1000 mappings), 3 rounds. Each round measures ours, a
@@ -19,8 +19,9 @@
 //!
 //! The servers:
 //! - ours: the UPnP service as the router runs it (a current-thread tokio runtime on a thread
-//!   of its own, the system clock, the NAPT engine behind it, no state directory), on
-//!   192.168.77.1 port 5000, SSDP on 1900;
+//!   of its own, `ours-igd`, plus the HTTP server's accept thread, `upnp-http`; the system
+//!   clock, the NAPT engine behind it, no state directory), on 192.168.77.1 port 5000, SSDP on
+//!   1900;
 //! - miniupnpd 2.3 (nftables backend) with the nft chains it expects, secure mode, NAT-PMP
 //!   on, no lease file (ours persists nothing either), port 5000. It runs as a daemon at its
 //!   production log level (`-d` logs every rule at LOG_DEBUG, and with no syslog socket glibc
@@ -41,8 +42,23 @@
 //!   with C clients at once; any answer but 200 is an error, counted by kind (HTTP status or
 //!   I/O error) and left out of the rate;
 //! - the time to walk the table with GetGenericPortMappingEntry from index 0 until 713, one
-//!   request after the other (one client);
+//!   request after the other (one client), and per request of the walk, for the client thread
+//!   and the server thread (ours and the floor's; from /proc/self/task/*/{status,schedstat}):
+//!   context switches, voluntary (it slept, so something had to wake it) and involuntary (it
+//!   was preempted), and µs on a CPU (per round on stderr, with µs waiting for a CPU);
 //! - the time from a unicast M-SEARCH (MX: 1) to the first reply, median of 20.
+//!
+//! Reading the walk: one request is a handful of system calls on each side, so what decides
+//! its time on this 2-vCPU VM is where the two threads run. On one vCPU they take turns: the
+//! client's send wakes the server, which preempts it, answers, and sleeps; the client then
+//! finds the answer without sleeping (client ~0+1 switches per request, server ~1+0; "shared a
+//! vCPU"). On two vCPUs every request wakes an idle (halted) vCPU twice, which costs tens of
+//! µs each here (client and server ~1+0). The scheduler picks, depending on the machine's
+//! other load, and the floor is no exception: the same code walks about 2x slower split. So
+//! compare ours with the floor of the same run and the same placement; `--pin C,S` puts the
+//! walk's client on CPU C and the server (ours, the floor, miniupnpd) on S, to compare two
+//! builds in one placement (0,0 or 1,1: shared; 0,1: split). It is for diagnosis: upnpc on a
+//! LAN host shares no CPU with the router.
 //!
 //! Reading the numbers: miniupnpd's AddPortMapping is slow by design of its nftables backend
 //! (each add re-reads the whole rule chains over netlink and scans /proc/net/tcp for a local
@@ -71,6 +87,8 @@ struct Target {
     control: String,
     client_ip: Ipv4Addr,
     netns: Option<String>,
+    /// The server's thread, if it is one of this process (its context switches are counted).
+    thread: Option<&'static str>,
 }
 
 fn enter_netns(ns: &Option<String>) -> Result<()> {
@@ -217,31 +235,215 @@ fn load(
     })
 }
 
-/// Walks the table from index 0 until 713; returns (entries, ms).
-fn walk(t: &Target) -> Result<(usize, f64)> {
-    let t = t.clone();
-    std::thread::spawn(move || -> Result<(usize, f64)> {
-        enter_netns(&t.netns)?;
-        let t0 = Instant::now();
-        let mut i = 0usize;
-        loop {
-            let (code, _) = soap(
-                &t,
-                "GetGenericPortMappingEntry",
-                &[("NewPortMappingIndex", i.to_string())],
-            )?;
-            if code != 200 {
-                break;
-            }
-            i += 1;
-            if i > 100_000 {
-                break;
-            }
+/// Context switches and migrations of one thread of this process (from /proc).
+#[derive(Debug, Clone, Default)]
+struct TaskStat {
+    name: String,
+    voluntary: u64,
+    involuntary: u64,
+    migrations: u64,
+    /// Time on a CPU, and waiting for one (ns, /proc schedstat).
+    cpu_ns: u64,
+    wait_ns: u64,
+    /// The CPU it last ran on.
+    last_cpu: u32,
+}
+
+/// Every thread of this process, by tid.
+fn task_stats() -> std::collections::BTreeMap<u32, TaskStat> {
+    let mut m = std::collections::BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return m;
+    };
+    for e in dir.flatten() {
+        let Some(tid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let status = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
+        let sched = std::fs::read_to_string(e.path().join("sched")).unwrap_or_default();
+        let schedstat = std::fs::read_to_string(e.path().join("schedstat")).unwrap_or_default();
+        let mut ss = schedstat
+            .split_whitespace()
+            .map(|v| v.parse::<u64>().unwrap_or(0));
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        // Field 39 (processor), counted after the parenthesised name.
+        let last_cpu = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(36))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let field = |text: &str, key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(|v| v.trim_start_matches([' ', ':', '\t']).trim().to_string())
+                .unwrap_or_default()
+        };
+        m.insert(
+            tid,
+            TaskStat {
+                name: field(&status, "Name:"),
+                voluntary: field(&status, "voluntary_ctxt_switches")
+                    .parse()
+                    .unwrap_or(0),
+                involuntary: field(&status, "nonvoluntary_ctxt_switches")
+                    .parse()
+                    .unwrap_or(0),
+                migrations: field(&sched, "se.nr_migrations").parse().unwrap_or(0),
+                cpu_ns: ss.next().unwrap_or(0),
+                wait_ns: ss.next().unwrap_or(0),
+                last_cpu,
+            },
+        );
+    }
+    m
+}
+
+/// Per request of a walk, for one thread: context switches (voluntary, involuntary),
+/// migrations, µs on a CPU and µs waiting for one; and the CPU it ended on.
+#[derive(Debug, Clone, Copy, Default)]
+struct PerRequest {
+    voluntary: f64,
+    involuntary: f64,
+    migrations: f64,
+    cpu_us: f64,
+    wait_us: f64,
+    last_cpu: u32,
+}
+
+/// A walk: entries, ms, and per request figures of the walking client and of the server
+/// thread (`server`, by name), if it is a thread of ours.
+#[derive(Debug, Clone, Default)]
+struct Walk {
+    entries: usize,
+    ms: f64,
+    client: PerRequest,
+    server: Option<PerRequest>,
+}
+
+impl Walk {
+    /// Whether the client was preempted (by the server) in most requests rather than
+    /// sleeping for the answer: then the two took turns on one vCPU.
+    fn shared_cpu(&self) -> bool {
+        self.client.involuntary >= 0.5
+    }
+
+    /// Per request, client / server: "0.05+0.96 / 0.97+0.03 cs, 72 / 55 µs cpu".
+    fn per_request(&self) -> String {
+        let c = self.client;
+        match self.server {
+            Some(s) => format!(
+                "{:.2}+{:.2} / {:.2}+{:.2} cs, {:.0} / {:.0} µs cpu",
+                c.voluntary, c.involuntary, s.voluntary, s.involuntary, c.cpu_us, s.cpu_us
+            ),
+            // miniupnpd: another process.
+            None => format!(
+                "{:.2}+{:.2} / - cs, {:.0} / - µs cpu",
+                c.voluntary, c.involuntary, c.cpu_us
+            ),
         }
-        Ok((i, t0.elapsed().as_secs_f64() * 1e3))
-    })
-    .join()
-    .map_err(|_| anyhow::anyhow!("walker panicked"))?
+    }
+
+    fn describe(&self) -> String {
+        let (wait, migrations, cpu) =
+            self.server
+                .map_or(("-".into(), "-".into(), "-".into()), |s| {
+                    (
+                        format!("{:.0}", s.wait_us),
+                        format!("{:.3}", s.migrations),
+                        s.last_cpu.to_string(),
+                    )
+                });
+        format!(
+            "walk {} entries {:.1} ms; per request, client / server: {}, {:.0} / {wait} µs \
+             waiting for a CPU, {:.3} / {migrations} migrations, last on CPU {} / {cpu}{}",
+            self.entries,
+            self.ms,
+            self.per_request(),
+            self.client.wait_us,
+            self.client.migrations,
+            self.client.last_cpu,
+            if self.shared_cpu() {
+                "; shared a vCPU"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+/// `--pin CLIENT,SERVER`: the CPUs of the walk's client and of the server, for the walks.
+static PIN: std::sync::OnceLock<(usize, usize)> = std::sync::OnceLock::new();
+
+/// Pins a thread (or process) of ours, or the calling thread (`None`), to `cpu`.
+fn pin_thread(tid: Option<libc::pid_t>, cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is valid; sched_setaffinity only reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(tid.unwrap_or(0), std::mem::size_of_val(&set), &set) != 0 {
+            eprintln!("--pin {cpu}: {}", std::io::Error::last_os_error());
+        }
+    }
+}
+
+/// Walks the table from index 0 until 713.
+fn walk(t: &Target, server: Option<&str>) -> Result<Walk> {
+    let t = t.clone();
+    let server = server.map(str::to_string);
+    std::thread::Builder::new()
+        .name("walk".into())
+        .spawn(move || -> Result<Walk> {
+            enter_netns(&t.netns)?;
+            let before = task_stats();
+            if let Some(&(client, srv)) = PIN.get() {
+                pin_thread(None, client);
+                if let Some((tid, _)) = server
+                    .as_deref()
+                    .and_then(|n| before.iter().find(|(_, s)| s.name == n))
+                {
+                    pin_thread(Some(*tid as libc::pid_t), srv);
+                }
+            }
+            let t0 = Instant::now();
+            let mut i = 0usize;
+            loop {
+                let (code, _) = soap(
+                    &t,
+                    "GetGenericPortMappingEntry",
+                    &[("NewPortMappingIndex", i.to_string())],
+                )?;
+                if code != 200 {
+                    break;
+                }
+                i += 1;
+                if i > 100_000 {
+                    break;
+                }
+            }
+            let ms = t0.elapsed().as_secs_f64() * 1e3;
+            let after = task_stats();
+            let n = (i + 1) as f64;
+            let delta = |name: &str| {
+                let (tid, a) = after.iter().find(|(_, a)| a.name == name)?;
+                let b = before.get(tid)?;
+                Some(PerRequest {
+                    voluntary: (a.voluntary - b.voluntary) as f64 / n,
+                    involuntary: (a.involuntary - b.involuntary) as f64 / n,
+                    migrations: (a.migrations - b.migrations) as f64 / n,
+                    cpu_us: (a.cpu_ns - b.cpu_ns) as f64 / n / 1e3,
+                    wait_us: (a.wait_ns - b.wait_ns) as f64 / n / 1e3,
+                    last_cpu: a.last_cpu,
+                })
+            };
+            Ok(Walk {
+                entries: i,
+                ms,
+                client: delta("walk").unwrap_or_default(),
+                server: server.as_deref().and_then(delta),
+            })
+        })?
+        .join()
+        .map_err(|_| anyhow::anyhow!("walker panicked"))?
 }
 
 /// Median time from a unicast M-SEARCH to its first reply, over `n` searches.
@@ -279,7 +481,7 @@ struct Results {
     add: Run,
     generic: Run,
     extip: Run,
-    walk: (usize, f64),
+    walk: Walk,
     msearch: f64,
 }
 
@@ -304,8 +506,8 @@ fn measure(t: &Target, clients: usize, per: usize) -> Result<Results> {
         Ok(soap(t, "GetExternalIPAddress", &[])?.0)
     })?;
     eprintln!("  generic {generic:?}, extip {extip:?}");
-    let walk = walk(t)?;
-    eprintln!("  walk {walk:?}");
+    let walk = walk(t, t.thread)?;
+    eprintln!("  {} {}", t.name, walk.describe());
     let msearch = msearch(t, 20)?;
     Ok(Results {
         add,
@@ -622,6 +824,7 @@ impl Lab {
             control: "/ctl/IPConn".into(),
             client_ip: LAN,
             netns: Some(self.ns.clone()),
+            thread: None,
         }
     }
 }
@@ -733,6 +936,7 @@ fn run_ours(round: usize, clients: usize, per: usize) -> Result<Results> {
             control: "/ctl/IPConn".into(),
             client_ip: LAN,
             netns: Some(lab.ns.clone()),
+            thread: Some("upnp-http"),
         };
         eprintln!(
             "measuring ours at {} in namespace {} ...",
@@ -753,6 +957,9 @@ fn run_ours(round: usize, clients: usize, per: usize) -> Result<Results> {
 fn run_miniupnpd(round: usize, clients: usize, per: usize) -> Result<Results> {
     let mut lab = Lab::up('m', round)?;
     lab.start_miniupnpd()?;
+    if let (Some(&(_, cpu)), Some(pid)) = (PIN.get(), lab.daemon) {
+        pin_thread(Some(pid), cpu);
+    }
     eprintln!("measuring miniupnpd in namespace {} ...", lab.ns);
     let r = measure(&lab.target(), clients, per);
     drop(lab);
@@ -764,13 +971,13 @@ fn run_miniupnpd(round: usize, clients: usize, per: usize) -> Result<Results> {
 /// canned GetGenericPortMappingEntry reply (713 after `n`), on one blocking thread, in a fresh
 /// namespace like the others. What is left is the client and one TCP connection per request:
 /// the floor under both servers' walks on this machine, at this moment.
-fn run_floor(round: usize, n: usize) -> Result<f64> {
+fn run_floor(round: usize, n: usize) -> Result<Walk> {
     let lab = Lab::up('f', round)?;
     let netns = Some(lab.ns.clone());
     let (tx, rx) = std::sync::mpsc::channel();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stopped = stop.clone();
-    let server = std::thread::spawn(move || -> Result<()> {
+    let server = std::thread::Builder::new().name("floor".into()).spawn(move || -> Result<()> {
         enter_netns(&netns)?;
         let l = std::net::TcpListener::bind((LAN, 5000))?;
         let _ = tx.send(());
@@ -818,19 +1025,21 @@ fn run_floor(round: usize, n: usize) -> Result<f64> {
             let _ = c.write_all(reply);
         }
         Ok(())
-    });
+    })?;
     let walked = rx
         .recv()
         .map_err(|_| anyhow::anyhow!("the floor server did not start"))
         .and_then(|()| {
-            walk(&Target {
+            let floor = Target {
                 name: "floor",
                 http: SocketAddr::from((LAN, 5000)),
                 ssdp: SocketAddr::from((LAN, 1900)),
                 control: "/ctl/IPConn".into(),
                 client_ip: LAN,
                 netns: Some(lab.ns.clone()),
-            })
+                thread: Some("floor"),
+            };
+            walk(&floor, floor.thread)
         });
     // Wake the accept so the server sees the flag.
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -844,7 +1053,7 @@ fn run_floor(round: usize, n: usize) -> Result<f64> {
     let _ = server.join();
     drop(lab);
     *CLEANUP_NS.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    Ok(walked?.1)
+    walked
 }
 
 fn loadavg() -> String {
@@ -859,6 +1068,26 @@ fn median(mut v: Vec<f64>) -> f64 {
         0 => 0.0,
         n if !n.is_multiple_of(2) => v[n / 2],
         n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// The median of each figure of some walks (the fewest entries).
+fn median_walk<'a>(walks: impl Iterator<Item = &'a Walk> + Clone) -> Walk {
+    let m = |f: &dyn Fn(&Walk) -> f64| median(walks.clone().map(f).collect());
+    let per = |get: fn(&Walk) -> PerRequest| PerRequest {
+        voluntary: m(&|w| get(w).voluntary),
+        involuntary: m(&|w| get(w).involuntary),
+        migrations: m(&|w| get(w).migrations),
+        cpu_us: m(&|w| get(w).cpu_us),
+        wait_us: m(&|w| get(w).wait_us),
+        last_cpu: walks.clone().last().map_or(0, |w| get(w).last_cpu),
+    };
+    let servers = walks.clone().all(|w| w.server.is_some());
+    Walk {
+        entries: walks.clone().map(|w| w.entries).min().unwrap_or(0),
+        ms: m(&|w| w.ms),
+        client: per(|w| w.client),
+        server: servers.then(|| per(|w| w.server.unwrap_or_default())),
     }
 }
 
@@ -883,10 +1112,7 @@ fn summarize(rounds: &[Results]) -> Results {
         add: run(|r| &r.add),
         generic: run(|r| &r.generic),
         extip: run(|r| &r.extip),
-        walk: (
-            rounds.iter().map(|r| r.walk.0).min().unwrap_or(0),
-            median(rounds.iter().map(|r| r.walk.1).collect()),
-        ),
+        walk: median_walk(rounds.iter().map(|r| &r.walk)),
         msearch: median(rounds.iter().map(|r| r.msearch).collect()),
     }
 }
@@ -911,7 +1137,8 @@ fn bench() -> Result<()> {
     let mut clients = 4usize;
     let mut rounds = 3usize;
     let mut with_miniupnpd = true;
-    let usage = "use --requests N --clients C --rounds R --no-miniupnpd";
+    let usage =
+        "use --requests N --clients C --rounds R --no-miniupnpd --pin CLIENT_CPU,SERVER_CPU";
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut num = |name: &str| -> Result<usize> {
@@ -925,6 +1152,16 @@ fn bench() -> Result<()> {
             "--clients" => clients = num("--clients")?,
             "--rounds" => rounds = num("--rounds")?,
             "--no-miniupnpd" => with_miniupnpd = false,
+            "--pin" => {
+                let pin = args
+                    .next()
+                    .and_then(|v| {
+                        let (c, s) = v.split_once(',')?;
+                        Some((c.parse().ok()?, s.parse().ok()?))
+                    })
+                    .context("--pin needs two CPU numbers: CLIENT,SERVER")?;
+                let _ = PIN.set(pin);
+            }
             other => bail!("unknown argument {other}; {usage}"),
         }
     }
@@ -942,7 +1179,9 @@ fn bench() -> Result<()> {
     for round in 0..rounds {
         eprintln!("round {} of {rounds} (load {})", round + 1, loadavg());
         ours_rounds.push(run_ours(round, clients, requests)?);
-        floors.push(run_floor(round, clients * requests)?);
+        let f = run_floor(round, clients * requests)?;
+        eprintln!("  floor {}", f.describe());
+        floors.push(f);
         if with_miniupnpd && mini_error.is_none() {
             match run_miniupnpd(round, clients, requests) {
                 Ok(r) => mini_rounds.push(r),
@@ -1013,21 +1252,41 @@ fn bench() -> Result<()> {
         }
     }
     row(
-        &format!("walk {} mappings ms", r_ours.walk.0),
-        r_ours.walk.1,
-        r_mini.as_ref().map(|m| m.walk.1),
+        &format!("walk {} mappings ms", r_ours.walk.entries),
+        r_ours.walk.ms,
+        r_mini.as_ref().map(|m| m.walk.ms),
         false,
     );
     if let Some(m) = &r_mini
-        && m.walk.0 != r_ours.walk.0
+        && m.walk.entries != r_ours.walk.entries
     {
-        println!("  (miniupnpd walked {} entries)", m.walk.0);
+        println!("  (miniupnpd walked {} entries)", m.walk.entries);
     }
     println!(
         "  (the same walk against a canned answer, no server work: {:.2} ms: the client and \
          one TCP connection per request on this machine now)",
-        median(floors)
+        median_walk(floors.iter()).ms
     );
+    // Where the walk's time goes: each sleep is a wakeup, which costs tens of µs on an idle
+    // vCPU here; the client and the server sharing a vCPU or not changes the walk about 2x.
+    let shared = |v: &[Walk]| v.iter().filter(|w| w.shared_cpu()).count();
+    println!(
+        "  (per walk request, client / server thread: context switches voluntary+involuntary, \
+         µs on a CPU; ours {}; floor {}; the two shared a vCPU in {} of {rounds} walks of \
+         ours, {} of the floor's)",
+        r_ours.walk.per_request(),
+        median_walk(floors.iter()).per_request(),
+        shared(
+            &ours_rounds
+                .iter()
+                .map(|r| r.walk.clone())
+                .collect::<Vec<_>>()
+        ),
+        shared(&floors),
+    );
+    if let Some(&(c, s)) = PIN.get() {
+        println!("  (walks with the client on CPU {c} and the server on CPU {s}: --pin)");
+    }
     row(
         "M-SEARCH to first reply ms (p50)",
         r_ours.msearch,
