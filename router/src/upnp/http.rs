@@ -14,7 +14,9 @@
 //! hands a connection over once its request has arrived; the thread reads it, answers, and
 //! sends the answer with the FIN (MSG_MORE, then shutdown), then closes: one wakeup of this
 //! thread and one of the client per request, five system calls, no task, timer or epoll
-//! registration ([`serve_inline`]). Whatever would wait (a request still arriving,
+//! registration ([`serve_inline`]); for [`BUSY_POLL`] after an answer the thread looks for
+//! the next connection without sleeping, so a control point walking the table does not pay
+//! a wakeup of this thread per request either. Whatever would wait (a request still arriving,
 //! `Expect: 100-continue`, keep-alive, an answer larger than the socket buffer, an error to
 //! answer with input unread) goes on as a task of the runtime ([`conn_task`]), with the same
 //! state machine ([`Conn`]) and the time limits. With hyper on the runtime, each request took
@@ -140,7 +142,10 @@ fn accept_loop(listener: &std::net::TcpListener, shared: &Arc<Shared>, stopping:
             continue;
         };
         match accept(listener) {
-            Ok((stream, peer)) => serve_inline(shared, stream, peer, permit),
+            Ok((stream, peer)) => {
+                serve_inline(shared, stream, peer, permit);
+                look_for_the_next(listener);
+            }
             Err(_) if stopping.load(Ordering::Acquire) => return,
             Err(e)
                 if matches!(
@@ -152,6 +157,32 @@ fn accept_loop(listener: &std::net::TcpListener, shared: &Arc<Shared>, stopping:
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
+    }
+}
+
+/// How long the accept thread keeps looking for the next connection after an answer before
+/// it sleeps in accept(2). As in the dataplane (`crate::dataplane::BUSY_POLL`): waking a
+/// thread on an idle vCPU costs tens of µs on a virtual machine, and a control point walking
+/// the table (upnpc -l: one connection per entry) sends its next request within this window.
+/// The thread yields the core to anything runnable meanwhile; without requests it never spins.
+pub const BUSY_POLL: Duration = Duration::from_micros(200);
+
+/// Waits up to [`BUSY_POLL`] without sleeping for the listener to have a connection (or an
+/// error, or a shutdown), then returns; accept(2) then either finds it or sleeps as before.
+fn look_for_the_next(listener: &std::net::TcpListener) {
+    use std::os::fd::AsRawFd;
+    let start = std::time::Instant::now();
+    let mut pfd = libc::pollfd {
+        fd: listener.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    while start.elapsed() < BUSY_POLL {
+        // SAFETY: poll(2) on one pollfd we own, without waiting.
+        if unsafe { libc::poll(&mut pfd, 1, 0) } != 0 {
+            return;
+        }
+        std::thread::yield_now();
     }
 }
 
