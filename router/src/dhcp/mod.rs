@@ -434,19 +434,13 @@ pub struct DhcpService {
 /// Receive buffer of the server socket.
 const RECV_BUFFER: libc::c_int = 1 << 20;
 
-/// Opens the server socket: `SO_REUSEADDR`, `SO_BROADCAST`, bound to the interface.
-fn open(cfg: &DhcpConfig) -> std::io::Result<std::net::UdpSocket> {
-    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-    s.set_reuse_address(true)?;
-    s.set_broadcast(true)?;
-    // Room for a burst (every device of the house booting after a power cut): 1 MiB, past
-    // net.core.rmem_max when we may (CAP_NET_ADMIN, SO_RCVBUFFORCE), else what it allows.
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&s);
-    let size: libc::c_int = RECV_BUFFER;
+/// Sets the receive buffer to `size` bytes, past net.core.rmem_max when we may
+/// (CAP_NET_ADMIN, SO_RCVBUFFORCE), else as far as it allows.
+pub(crate) fn grow_recv_buffer(s: &Socket, size: libc::c_int) -> std::io::Result<()> {
     // SAFETY: setsockopt on our own socket with a c_int option value of the right size.
     let forced = unsafe {
         libc::setsockopt(
-            fd,
+            std::os::fd::AsRawFd::as_raw_fd(s),
             libc::SOL_SOCKET,
             libc::SO_RCVBUFFORCE,
             std::ptr::addr_of!(size).cast(),
@@ -454,8 +448,18 @@ fn open(cfg: &DhcpConfig) -> std::io::Result<std::net::UdpSocket> {
         )
     } == 0;
     if !forced {
-        s.set_recv_buffer_size(RECV_BUFFER as usize)?;
+        s.set_recv_buffer_size(size as usize)?;
     }
+    Ok(())
+}
+
+/// Opens the server socket: `SO_REUSEADDR`, `SO_BROADCAST`, bound to the interface.
+fn open(cfg: &DhcpConfig) -> std::io::Result<std::net::UdpSocket> {
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.set_broadcast(true)?;
+    // Room for a burst (every device of the house booting after a power cut).
+    grow_recv_buffer(&s, RECV_BUFFER)?;
     if let Some(iface) = &cfg.iface {
         s.bind_device(Some(iface.as_bytes()))?;
     }

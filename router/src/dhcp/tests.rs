@@ -834,20 +834,7 @@ mod service {
     async fn client() -> (UdpSocket, u16) {
         use socket2::{Domain, Protocol, Socket, Type};
         let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
-        let size: libc::c_int = 4 << 20;
-        // SAFETY: setsockopt on our own socket with a c_int option value of the right size.
-        let forced = unsafe {
-            libc::setsockopt(
-                std::os::fd::AsRawFd::as_raw_fd(&s),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUFFORCE,
-                std::ptr::addr_of!(size).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        } == 0;
-        if !forced {
-            s.set_recv_buffer_size(4 << 20).unwrap();
-        }
+        crate::dhcp::grow_recv_buffer(&s, 4 << 20).unwrap();
         s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)).into())
             .unwrap();
         s.set_nonblocking(true).unwrap();

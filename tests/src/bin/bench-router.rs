@@ -259,57 +259,40 @@ impl Subject {
 
     /// iperf3 TCP from cam1 to the terminal, bits/s received.
     fn tcp_out(&self, seconds: u32) -> Result<f64> {
-        let json = iperf(
-            &self.lab,
-            "cam1",
-            &[
-                "-c",
-                TERMINAL,
-                "-p",
-                "5201",
-                "-t",
-                &seconds.to_string(),
-                "-J",
-            ],
-        )?;
+        let json = self.iperf_client("cam1", TERMINAL, "5201", seconds, &[])?;
         json_f64(&json, &["end", "sum_received", "bits_per_second"])
     }
 
     /// iperf3 TCP from the terminal to cam1 through the forward, bits/s received.
     fn tcp_in(&self, seconds: u32) -> Result<f64> {
         let wan = self.lab.wan_addr().to_string();
-        let json = iperf(
-            &self.lab,
-            "inet",
-            &["-c", &wan, "-p", "5202", "-t", &seconds.to_string(), "-J"],
-        )?;
+        let json = self.iperf_client("inet", &wan, "5202", seconds, &[])?;
         json_f64(&json, &["end", "sum_received", "bits_per_second"])
     }
 
     /// iperf3 UDP, 64-byte payloads at an unlimited rate: delivered packets/s.
     fn udp_pps(&self, seconds: u32) -> Result<f64> {
-        let json = iperf(
-            &self.lab,
-            "cam1",
-            &[
-                "-c",
-                TERMINAL,
-                "-p",
-                "5201",
-                "-u",
-                "-b",
-                "0",
-                "-l",
-                "64",
-                "-t",
-                &seconds.to_string(),
-                "-J",
-            ],
-        )?;
+        let udp = ["-u", "-b", "0", "-l", "64"];
+        let json = self.iperf_client("cam1", TERMINAL, "5201", seconds, &udp)?;
         let packets = json_f64(&json, &["end", "sum", "packets"])?;
         let lost = json_f64(&json, &["end", "sum", "lost_packets"])?;
         let dur = json_f64(&json, &["end", "sum", "seconds"])?;
         Ok((packets - lost) / dur)
+    }
+
+    /// `iperf3 -c server -p port -t seconds -J extra...` from `node`, its JSON report.
+    fn iperf_client(
+        &self,
+        node: &str,
+        server: &str,
+        port: &str,
+        seconds: u32,
+        extra: &[&str],
+    ) -> Result<serde_json::Value> {
+        let secs = seconds.to_string();
+        let mut args = vec!["-c", server, "-p", port, "-t", &secs, "-J"];
+        args.extend_from_slice(extra);
+        iperf(&self.lab, node, &args)
     }
 
     /// `n` UDP requests from cam1 to the terminal's echo server, one at a time: (p50, p99) µs.
