@@ -431,6 +431,18 @@ impl Config {
                 "use 4 to 3600, e.g. 20 (short: a dead holder's mapping lapses after it)",
             );
         }
+        if !self.igd_url.is_empty() {
+            let checked = shared::url::HttpUrl::parse(&self.igd_url)
+                .ok_or_else(|| "not an http:// URL".to_string())
+                .and_then(|u| crate::portmgmt::guard::check_url(&u));
+            if let Err(problem) = checked {
+                return invalid(
+                    "igd_url",
+                    format!("{:?}: {problem}", self.igd_url),
+                    "use the router's description URL, e.g. http://192.168.1.1:5000/rootDesc.xml, or leave it empty to discover it",
+                );
+            }
+        }
         if self.name.chars().count() > 64 || self.name.chars().any(char::is_control) {
             return invalid(
                 "name",

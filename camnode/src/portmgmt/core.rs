@@ -44,6 +44,7 @@ use shared::url::HttpUrl;
 use shared::{lanproto, soap, ssdp};
 
 use super::desc;
+use super::guard::{self, is_igd_type, usn_uuid};
 use crate::config::{Config, InternalPortMode};
 use crate::directory::{Directory, NodeCommand, Peer, PeerSource, Reachability, Role};
 use crate::election::{self, Dest, Election, Event as ElectionEvent};
@@ -242,8 +243,10 @@ enum Timer {
     ShutdownDeadline,
     /// Ask for the representative port again during a takeover or a reclaim (secure mode).
     Takeover,
+    /// The request in flight has gone unanswered for [`guard::REQUEST_DEADLINE`].
+    Request,
 }
-const TIMERS: [Timer; 8] = [
+const TIMERS: [Timer; 9] = [
     Timer::Search,
     Timer::Renew,
     Timer::Walk,
@@ -252,6 +255,7 @@ const TIMERS: [Timer; 8] = [
     Timer::NameFallback,
     Timer::ShutdownDeadline,
     Timer::Takeover,
+    Timer::Request,
 ];
 
 #[derive(Clone, Debug)]
@@ -556,7 +560,7 @@ impl PortManager {
             Input::Shutdown => self.shutdown(now),
         }
         self.drive_election(now);
-        self.pump();
+        self.pump(now);
         self.publish(now);
     }
 
@@ -577,7 +581,7 @@ impl PortManager {
             e.handle_timeout(now);
         }
         self.drive_election(now);
-        self.pump();
+        self.pump(now);
         self.publish(now);
     }
 
@@ -683,7 +687,7 @@ impl PortManager {
     }
 
     /// Starts the next queued control request if none is in flight.
-    fn pump(&mut self) {
+    fn pump(&mut self, now: Instant) {
         while self.inflight.is_none() {
             let Some(op) = self.queue.pop_front() else {
                 return;
@@ -709,6 +713,7 @@ impl PortManager {
             self.next_id += 1;
             self.inflight = Some((id, op));
             self.out.push_back(Output::Http { id, request });
+            self.set_timer(Timer::Request, now + guard::REQUEST_DEADLINE);
         }
     }
 
@@ -822,7 +827,9 @@ impl PortManager {
     fn on_describe(&mut self, now: Instant, url: &HttpUrl, result: Result<HttpResponse, String>) {
         self.describing = false;
         let services = match &result {
-            Ok(r) if r.status == 200 => find_igd_services(&r.body, url).map_err(|e| e.to_string()),
+            Ok(r) if r.status == 200 => find_igd_services(&r.body, url)
+                .map_err(|e| e.to_string())
+                .and_then(|s| guard::check_control_url(url, &s.wan_connection.control_url).map(|()| s)),
             Ok(r) => Err(format!("HTTP {}", r.status)),
             Err(e) => Err(e.clone()),
         };
@@ -2062,10 +2069,16 @@ impl PortManager {
     }
 
     fn on_timer(&mut self, now: Instant, t: Timer) {
-        if self.shutting_down && t != Timer::ShutdownDeadline {
+        if self.shutting_down && !matches!(t, Timer::ShutdownDeadline | Timer::Request) {
             return;
         }
         match t {
+            Timer::Request => {
+                if let Some((id, _)) = self.inflight {
+                    let why = format!("no answer within {:?}", guard::REQUEST_DEADLINE);
+                    self.on_http(now, id, Err(why));
+                }
+            }
             Timer::Search => self.search(now),
             Timer::Renew => self.renew(),
             Timer::Walk => self.start_walk(now, WalkPurpose::Collect),
@@ -2296,19 +2309,4 @@ impl PortManager {
             self.out.push_back(Output::Done);
         }
     }
-}
-
-fn is_igd_type(t: &str) -> bool {
-    t.contains(":device:InternetGatewayDevice:")
-        || t.contains(":service:WANIPConnection:")
-        || t.contains(":service:WANPPPConnection:")
-}
-
-/// The device UUID of a USN (`uuid:XXXX::urn:...` or `uuid:XXXX`).
-fn usn_uuid(usn: &str) -> String {
-    usn.split("::")
-        .next()
-        .unwrap_or(usn)
-        .trim()
-        .to_ascii_lowercase()
 }

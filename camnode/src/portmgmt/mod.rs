@@ -5,6 +5,8 @@
 //!   representative's table walk, the own-port notice, rename, shutdown. Takes `now` and a seed;
 //!   tested with a virtual clock (`tests.rs`).
 //! - [`desc`]: the mapping description string that marks our cameras in the router's table.
+//! - [`guard`]: what is refused from the router (unsafe URLs, a control URL on another host) and
+//!   the deadline of every request.
 //! - [`http`]: a minimal HTTP/1.1 client for the description and SOAP.
 //! - [`listen`]: an extra listener on the mapped port for Fig. 8a.
 //! - [`run`]: the tokio driver: SSDP and LAN sockets, HTTP requests, timers, the Directory.
@@ -23,6 +25,7 @@
 
 pub mod core;
 pub mod desc;
+pub mod guard;
 pub mod http;
 pub mod listen;
 #[cfg(test)]

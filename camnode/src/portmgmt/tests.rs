@@ -17,6 +17,8 @@ use super::desc;
 use crate::directory::{Directory, NodeCommand, PeerSource, Reachability, Role};
 use crate::identity::{Identity, NameOrigin};
 
+mod hostile;
+
 const ROUTER: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 1);
 const UUID: &str = "uuid:11111111-2222-3333-4444-555555555555";
 
@@ -40,6 +42,8 @@ struct FakeIgd {
     /// When each mapping's lease ends, by external port.
     ends: BTreeMap<u16, Instant>,
     log: Vec<(Ipv4Addr, String)>,
+    /// A description served instead of the generated one (a rogue IGD).
+    description: Option<String>,
 }
 
 impl FakeIgd {
@@ -59,6 +63,7 @@ impl FakeIgd {
             now: None,
             ends: BTreeMap::new(),
             log: Vec::new(),
+            description: None,
         }
     }
 
@@ -153,7 +158,8 @@ impl FakeIgd {
                 },
                 config_id: 1,
             };
-            return ok(root_description(&cfg).into_bytes());
+            let text = self.description.clone();
+            return ok(text.unwrap_or_else(|| root_description(&cfg)).into_bytes());
         };
         let ar = ActionRequest::parse(body).map_err(|e| e.to_string())?;
         let (_, action) = parse_action(&ar).map_err(|e| e.to_string())?;
@@ -326,6 +332,10 @@ struct Sim {
     lan_loss: bool,
     /// (node, what) in the order the nodes did it: `lan <type>` and `http <action>`.
     trace: Vec<(usize, String)>,
+    /// Every HTTP request the nodes asked for, by node.
+    requests: Vec<(usize, HttpRequest)>,
+    /// Answers to HTTP requests are lost (the driver never reports them).
+    lose_http: bool,
 }
 
 fn opts() -> Options {
@@ -355,6 +365,8 @@ impl Sim {
             nodes: Vec::new(),
             lan_loss: false,
             trace: Vec::new(),
+            requests: Vec::new(),
+            lose_http: false,
         }
     }
 
@@ -405,6 +417,10 @@ impl Sim {
                             let what = request.soap_action.clone().unwrap_or_default();
                             let what = what.rsplit('#').next().unwrap_or("").trim_matches('"');
                             self.trace.push((i, format!("http {what}")));
+                            self.requests.push((i, request.clone()));
+                            if self.lose_http {
+                                continue;
+                            }
                             self.igd.now = Some(self.now);
                             let result = if self.igd_present {
                                 self.igd.handle(self.nodes[i].addr, &request)
