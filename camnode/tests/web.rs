@@ -45,6 +45,7 @@ fn directory() -> Directory {
             source: PeerSource::RouterTable,
             last_seen: Instant::now(),
         }],
+        warning: None,
     }
 }
 

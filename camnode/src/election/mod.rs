@@ -58,6 +58,7 @@
 
 #[cfg(test)]
 mod sim;
+pub mod terms;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddrV4;
@@ -354,6 +355,8 @@ pub struct Stats {
     pub conflicts_sent: u64,
     /// Times this node stood down for another representative.
     pub stood_down: u64,
+    /// Messages dropped for an implausible term ([`terms::plausible`]).
+    pub implausible: u64,
 }
 
 /// The election state machine. See the module docs.
@@ -445,6 +448,12 @@ impl Election {
         self.external_addr = addr;
     }
 
+    /// This node's id changed (another node had it, `portmgmt::core::dupid`): messages from now
+    /// on carry the new one; what the election knows stays.
+    pub fn set_id(&mut self, node_id: u64) {
+        self.id = node_id;
+    }
+
     /// The current phase.
     pub fn phase(&self) -> Phase {
         self.phase
@@ -481,7 +490,7 @@ impl Election {
         if self.phase == Phase::Stopped || self.phase == Phase::Representative {
             return;
         }
-        self.term += 1;
+        self.term = terms::next(self.term);
         self.stats.won += 1;
         self.phase = Phase::Representative;
         self.leader = None;
@@ -609,6 +618,11 @@ impl Election {
                 | Body::RotationNotice(_)
                 | Body::Conflict(_)
         ) {
+            return;
+        }
+        let body_term = if let Body::Conflict(c) = &msg.body { c.term } else { 0 };
+        if !terms::plausible(self.term, h.term) || !terms::plausible(self.term, body_term) {
+            self.stats.implausible += 1;
             return;
         }
         // Duplicates and reordering: only a higher sequence from a sender counts.
@@ -911,10 +925,10 @@ impl Election {
             }
             (Phase::Candidate, Timer::Window) => {
                 // No collision within the window: we won (Fig. 14).
-                tracing::info!(term = self.term + 1, "won the election; taking the port");
+                tracing::info!(term = terms::next(self.term), "won the election; taking the port");
                 self.phase = Phase::TakingOver;
                 self.events.push_back(Event::BecomeRepresentative {
-                    term: self.term + 1,
+                    term: terms::next(self.term),
                 });
                 self.set_timer(Timer::Inquiry, now + self.cfg.inquiry_interval);
             }
@@ -1192,7 +1206,7 @@ impl Election {
             }
             return;
         }
-        let running_for = h.term + 1;
+        let running_for = terms::next(h.term);
         self.last_candidacy = Some((h.node_id, running_for, now));
         match self.phase {
             Phase::Representative => {
@@ -1206,7 +1220,7 @@ impl Election {
                     return;
                 }
                 if h.term > self.term {
-                    self.term = h.term + 1;
+                    self.term = terms::next(h.term);
                     let notice = self.rotation_notice();
                     self.send(Dest::Group, notice);
                 }
@@ -1269,7 +1283,7 @@ impl Election {
                 let quiet = self.last_reply.is_none_or(|at| {
                     now.saturating_duration_since(at) >= self.cfg.collision_window
                 });
-                if running_for <= self.term + 1 && quiet {
+                if running_for <= terms::next(self.term) && quiet {
                     self.last_reply = Some(now);
                     self.send_candidacy(Dest::Group);
                 }

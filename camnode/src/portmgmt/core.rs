@@ -44,6 +44,7 @@ use shared::url::HttpUrl;
 use shared::{lanproto, soap, ssdp};
 
 use super::desc;
+mod dupid;
 use super::guard::{self, is_igd_type, usn_uuid};
 use crate::config::{Config, InternalPortMode};
 use crate::directory::{Directory, NodeCommand, Peer, PeerSource, Reachability, Role};
@@ -469,6 +470,7 @@ pub struct PortManager {
     heard_names: BTreeMap<u64, String>,
     peers: BTreeMap<u64, PeerState>,
     stats: LanStats,
+    dup: dupid::DupState,
     // Rotation (embodiment 4).
     election: Option<Election>,
     /// Fig. 14 in progress: the term we run for.
@@ -527,6 +529,7 @@ impl PortManager {
             heard_names: BTreeMap::new(),
             peers: BTreeMap::new(),
             stats: LanStats::default(),
+            dup: dupid::DupState::default(),
             election: None,
             takeover: None,
             reclaim: false,
@@ -641,6 +644,7 @@ impl PortManager {
             external_port: self.mapping.map(|m| m.external),
             lan_port: self.mapping.map_or(self.opt.web_port, |m| m.internal),
             peers,
+            warning: self.dup.warning.clone(),
         }
     }
 
@@ -1532,7 +1536,7 @@ impl PortManager {
         };
         let h = r.header;
         if h.node_id == self.ident.id {
-            return; // our own multicast, looped back
+            return self.on_own_id(now, from, h); // our own multicast looped back, or a duplicate
         }
         self.stats.received += 1;
         if !matches!(
@@ -1556,7 +1560,9 @@ impl PortManager {
             return;
         }
         self.last_seq.insert(h.node_id, (h.sequence, now));
-        self.term = self.term.max(h.term);
+        if election::terms::plausible(self.term, h.term) {
+            self.term = self.term.max(h.term);
+        }
         match r.body {
             lanproto::Body::PortNotice(n) => {
                 self.heard_names.insert(h.node_id, n.name.clone());

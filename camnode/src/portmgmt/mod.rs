@@ -60,6 +60,7 @@ pub fn placeholder_directory(web_port: u16) -> Directory {
         external_port: None,
         lan_port: web_port,
         peers: Vec::new(),
+        warning: None,
     }
 }
 
@@ -137,16 +138,22 @@ pub async fn run(ctx: PortMgmtContext) -> anyhow::Result<()> {
     } = ctx;
     let lan_group = options.lan_group;
 
-    // Identity: made once, kept in the state directory.
-    let store = IdentityStore::new(&config.state_dir);
-    let (identity, dirty, err) = store.load_or_create(&config.name, rand::random);
+    // Identity: made once, kept in the state directory under the LAN interface's MAC, so nodes
+    // sharing a directory (one machine, several namespaces) are distinct.
+    let lan_if = crate::web::netif::lan_interface(config.listen);
+    let store = IdentityStore::for_mac(&config.state_dir, lan_if.as_ref().and_then(|i| i.mac));
+    if store.adopt_legacy() {
+        tracing::info!(path = %store.path().display(), "took over the identity file of an earlier version ({})", crate::identity::FILE_NAME);
+    }
+    let _identity_lock = store.lock().map_err(anyhow::Error::msg)?;
+    let (identity, dirty, err) = store.load_or_create(&config.name, crate::identity::new_id);
     if let Some(e) = err {
         tracing::warn!(path = %store.path().display(), error = %e, "identity file unreadable; starting a new identity");
     }
     if dirty && let Err(e) = store.save(&identity) {
         tracing::warn!(path = %store.path().display(), error = %e, "cannot save the identity; it will not survive a restart");
     }
-    tracing::info!(id = %identity.id_hex(), name = ?identity.name, "port management starting");
+    tracing::info!(id = %identity.id_hex(), name = ?identity.name, interface = ?lan_if.as_ref().map(|i| &i.name), file = %store.path().display(), "port management starting");
 
     // Sockets: SSDP search (ephemeral port, unicast answers), SSDP NOTIFY listener (1900, best
     // effort), the LAN protocol (group port).
@@ -179,7 +186,7 @@ pub async fn run(ctx: PortMgmtContext) -> anyhow::Result<()> {
     let mut pm = PortManager::new(
         options,
         identity,
-        rand::random(),
+        crate::identity::new_id(),
         initial_seq,
         Instant::now(),
     );

@@ -201,6 +201,7 @@ mod tests {
             external_port: Some(8080),
             lan_port: 8080,
             peers,
+            warning: None,
         }
     }
 

@@ -417,6 +417,7 @@ fn status(state: &WebState, conn: &ConnInfo, dir: &Directory, place: Place) -> V
         "node_id": dir.node_id,
         "name": dir.name,
         "role": dir.role.name(),
+        "warning": dir.warning,
         "reachability": reachability_json(&dir.reachability),
         "external_addr": dir.external_addr,
         "domain": domain,
@@ -494,6 +495,7 @@ mod tests {
                 source: PeerSource::Notice,
                 last_seen: Instant::now(),
             }],
+            warning: None,
         };
         let (dir_tx, dir_rx) = watch::channel(dir);
         let (cmd_tx, commands) = mpsc::channel(4);

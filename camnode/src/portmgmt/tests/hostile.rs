@@ -103,3 +103,30 @@ fn a_rogue_control_url_is_refused() {
     sim.run_for(secs(2.0));
     assert_eq!(sim.dir(a).reachability, Reachability::Reachable);
 }
+
+/// Issue 11: two nodes with one id (here: the same state file) dropped each other's messages
+/// as their own loopback, and the representative listed no other camera. The node that hears
+/// its id from another address says so, takes a new id, stores it, and from then on both are
+/// distinct: the representative lists the other.
+#[test]
+fn a_node_that_hears_its_own_id_from_another_address_takes_a_new_one() {
+    let mut sim = Sim::new(FakeIgd::new(true));
+    let a = sim.add(named(5, None), el_opts());
+    sim.run_for(secs(1.0));
+    let b = sim.add(named(5, None), el_opts());
+    sim.run_for(secs(5.0));
+    let (ia, ib) = (sim.nodes[a].pm.identity().id, sim.nodes[b].pm.identity().id);
+    assert_ne!(ia, ib, "still one id for two nodes");
+    let changed = if ia != 5 { a } else { b };
+    let saved = sim.nodes[changed].saved.as_ref().expect("the new id is stored");
+    assert_eq!(saved.id, sim.nodes[changed].pm.identity().id);
+    let warning = sim.dir(changed).warning.clone().expect("the status says so");
+    assert!(warning.contains("0000000000000005"), "{warning}");
+    sim.run_for(secs(6.0));
+    assert_eq!(sim.reps(), [a]);
+    assert_eq!(sim.dir(a).peers.len(), 1, "{:?}", sim.dir(a).peers);
+    assert_ne!(sim.dir(a).name, sim.dir(b).name);
+    // Our own multicast, looped back, is not a duplicate.
+    assert_eq!(sim.nodes[a].pm.identity().id, ia);
+    assert_eq!(sim.nodes[b].pm.identity().id, ib);
+}
