@@ -56,6 +56,7 @@
 //! is lost (about `p^6` for the replaced one alone); the simulation (`sim.rs`) checks the bound
 //! after every step. Sequence numbers per sender drop duplicates and reordering.
 
+pub mod auth;
 #[cfg(test)]
 mod sim;
 pub mod terms;

@@ -107,7 +107,7 @@ pub struct Options {
     /// The representative election (embodiment 4); None = no rotation (the node that got the
     /// representative port keeps it, as in issue 5).
     pub election: Option<election::Settings>,
-    /// The lease of the representative port while the election runs (default 20 s), renewed at
+    /// The lease of the representative port while the election runs (default 6 s), renewed at
     /// half-life, so that a dead holder's mapping lapses soon on a router that refuses to delete
     /// another host's mapping (secure mode).
     pub representative_lease_seconds: u32,
@@ -156,7 +156,7 @@ impl Default for Options {
                 .to_vec(),
             notice_grace: Duration::from_secs(15),
             election: None,
-            representative_lease_seconds: 20,
+            representative_lease_seconds: 6,
             takeover_retry: Duration::from_secs(1),
         }
     }
@@ -1790,7 +1790,7 @@ impl PortManager {
     /// own port (the Directory says [`Role::TakingOver`] with that port).
     ///
     /// # Worst case in secure mode (the holder crashed or was unplugged)
-    /// With `L` = `representative_lease_seconds` (default 20 s), renewed at half-life, the
+    /// With `L` = `representative_lease_seconds` (default 6 s), renewed at half-life, the
     /// holder's last renewal was at most `L/2` before its departure, so its mapping lapses
     /// between `L/2` and `L` after the departure. The successor starts its takeover after the
     /// detection and the election (at most 1.25 s silence limit or 1.5 s of presence inquiries,
@@ -1801,8 +1801,8 @@ impl PortManager {
     /// three seconds after it (covers a router that rounds the remaining lease up or down, or
     /// expires it a little late). So 8080 answers again at most `L` + 0.2 s + one
     /// AddPortMapping round trip (+ the router's own lateness in expiring the mapping) after
-    /// the departure, on average after about `3L/4`. With the defaults: at most about 20.2 s,
-    /// typically 15 s; under `L` unless the holder renewed within the last ~0.2 s before it
+    /// the departure, on average after about `3L/4`. With the defaults: at most about 6.2 s,
+    /// typically 4.5 s; under `L` unless the holder renewed within the last ~0.2 s before it
     /// went. A graceful stop is as fast as in permissive mode (the holder deletes its own
     /// mapping after its bye-bye). A router that never lets go (a permanent mapping of another
     /// host) is given up `L` + 10 s after its first refusal: an ordinary node again.

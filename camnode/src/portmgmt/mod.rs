@@ -43,6 +43,7 @@ use tokio::sync::{mpsc, watch};
 pub use self::core::{Input, LanStats, Options, Output, PortManager};
 use crate::config::Config;
 use crate::directory::{Directory, NodeCommand};
+use crate::election::auth::LanAuth;
 use crate::identity::IdentityStore;
 
 /// The SSDP multicast group (UDA 1.1 §1.1.2).
@@ -125,6 +126,13 @@ async fn recv_opt(
     }
 }
 
+/// The wall clock in milliseconds since the Unix epoch (sequence numbers, LAN key timestamps).
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Runs port management until shutdown; returns after our mapping is deleted (or the router
 /// did not answer within the shutdown deadline). Errors only when the sockets cannot be opened.
 pub async fn run(ctx: PortMgmtContext) -> anyhow::Result<()> {
@@ -180,9 +188,7 @@ pub async fn run(ctx: PortMgmtContext) -> anyhow::Result<()> {
     }
     let _ = lan.set_multicast_loop_v4(true); // other camnodes on this host; our own are ignored by id
 
-    let initial_seq = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let initial_seq = wall_ms();
     let mut pm = PortManager::new(
         options,
         identity,
@@ -196,6 +202,11 @@ pub async fn run(ctx: PortMgmtContext) -> anyhow::Result<()> {
     let mut ssdp_buf = vec![0u8; shared::ssdp::MAX_MESSAGE];
     let mut notify_buf = vec![0u8; shared::ssdp::MAX_MESSAGE];
     let mut lan_buf = vec![0u8; shared::lanproto::MAX_MESSAGE + 1];
+    // The LAN key (election::auth): seal what we send, drop what is not sealed with it.
+    let mut lan_auth = (!config.lan_key.is_empty()).then(|| LanAuth::new(config.lan_key.as_bytes()));
+    if lan_auth.is_some() {
+        tracing::info!("LAN messages are authenticated with the LAN key");
+    }
 
     loop {
         while let Some(out) = pm.poll_output() {
@@ -215,7 +226,10 @@ pub async fn run(ctx: PortMgmtContext) -> anyhow::Result<()> {
                         let _ = tx.send((id, result)).await;
                     });
                 }
-                Output::Lan { to, data } => {
+                Output::Lan { to, mut data } => {
+                    if let Some(a) = &lan_auth {
+                        a.seal(&mut data, wall_ms());
+                    }
                     if let Err(e) = lan.send_to(&data, to).await {
                         tracing::debug!(%to, error = %e, "LAN message not sent");
                     }
@@ -258,7 +272,19 @@ pub async fn run(ctx: PortMgmtContext) -> anyhow::Result<()> {
                 Err(_) => continue,
             },
             r = lan.recv_from(&mut lan_buf) => match r {
-                Ok((n, SocketAddr::V4(from))) => Input::Lan { from, data: lan_buf[..n].to_vec() },
+                Ok((n, SocketAddr::V4(from))) => {
+                    let mut data = lan_buf[..n].to_vec();
+                    if let Some(a) = &mut lan_auth {
+                        match a.open(&data, wall_ms()) {
+                            Ok(len) => data.truncate(len),
+                            Err(e) => {
+                                tracing::debug!(%from, error = %e, stats = ?a.stats(), "LAN datagram dropped (LAN key)");
+                                continue;
+                            }
+                        }
+                    }
+                    Input::Lan { from, data }
+                }
                 _ => continue,
             },
             Some((id, result)) = http_rx.recv() => Input::Http { id, result },
