@@ -242,7 +242,12 @@ pub struct Args {
     pub representative_lease_seconds: Option<u32>,
     /// A key shared by the LAN's camnodes (at least 16 characters): LAN messages without it are
     /// dropped [default: none, messages unauthenticated].
-    #[arg(long, value_name = "KEY", env = "CAMNODE_LAN_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "CAMNODE_LAN_KEY",
+        hide_env_values = true
+    )]
     pub lan_key: Option<String>,
 }
 

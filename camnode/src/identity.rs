@@ -373,7 +373,10 @@ mod tests {
             .collect();
         assert!(stores[0].path().ends_with("identity-024c41420001.toml"));
         assert!(stores[0].adopt_legacy());
-        assert!(!stores[1].adopt_legacy(), "the old file goes to one node only");
+        assert!(
+            !stores[1].adopt_legacy(),
+            "the old file goes to one node only"
+        );
         let ids: Vec<u64> = stores
             .iter()
             .map(|s| s.load_or_create("", new_id).0.id)

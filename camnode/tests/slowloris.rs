@@ -61,8 +61,8 @@ fn thousands_of_idle_connections_from_one_host_do_not_stop_another() {
     if !require_root() {
         return;
     }
-    let camnode = std::env::var("CAMNODE_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_camnode").to_string());
+    let camnode =
+        std::env::var("CAMNODE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_camnode").to_string());
     let out = Command::new("unshare")
         .args(["-n", "bash", "-c", SCRIPT])
         .env("CAMNODE", &camnode)

@@ -336,7 +336,13 @@ async fn ptz_zooms_the_picture() {
     // State changes only by POST (issue 11): a GET with parameters is refused and moves nothing.
     let r = get(node.addr, "/ptz?tilt=-1").await;
     assert_eq!(r.status, 405, "{}", r.text());
-    let r = post(node.addr, "/ptz?tilt=-1", "application/x-www-form-urlencoded", "").await;
+    let r = post(
+        node.addr,
+        "/ptz?tilt=-1",
+        "application/x-www-form-urlencoded",
+        "",
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let v: serde_json::Value = serde_json::from_slice(&get(node.addr, "/ptz").await.body).unwrap();
     assert_eq!(
@@ -355,9 +361,14 @@ async fn ptz_zooms_the_picture() {
         serde_json::from_slice(&get(node.addr, "/status.json").await.body).unwrap();
     assert_eq!(status["camera"]["ptz_digital"]["zoom"], 3.0);
     assert_eq!(
-        post(node.addr, "/ptz?zoom=0", "application/x-www-form-urlencoded", "")
-            .await
-            .status,
+        post(
+            node.addr,
+            "/ptz?zoom=0",
+            "application/x-www-form-urlencoded",
+            ""
+        )
+        .await
+        .status,
         400
     );
 }

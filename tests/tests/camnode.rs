@@ -260,7 +260,18 @@ fn three_cameras_with_no_arguments_share_a_state_directory_but_not_an_identity()
             camnode_bin(),
             lab.prefix
         );
-        lab.spawn(cam, &["unshare", "-m", "--propagation", "private", "sh", "-c", &script]);
+        lab.spawn(
+            cam,
+            &[
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                &script,
+            ],
+        );
         std::thread::sleep(Duration::from_millis(300));
     }
     let urls: Vec<String> = cams
@@ -297,7 +308,10 @@ fn three_cameras_with_no_arguments_share_a_state_directory_but_not_an_identity()
     names.sort_unstable();
     names.dedup();
     assert_eq!((ids.len(), names.len()), (3, 3), "{all:?}\n{}", logs());
-    assert!(ids.contains(&"00000000000000aa"), "the old identity is kept by one: {ids:?}");
+    assert!(
+        ids.contains(&"00000000000000aa"),
+        "the old identity is kept by one: {ids:?}"
+    );
     let mut listed = peer_names(&rep);
     listed.push(rep["name"].as_str().unwrap_or_default().to_string());
     listed.sort_unstable();

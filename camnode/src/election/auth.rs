@@ -289,7 +289,12 @@ mod tests {
         assert_eq!(e.leader().map(|l| l.0), Some(0x666));
         // The real representative's sealed inquiry is followed.
         let mut e = Election::new(Settings::default(), 1, 1, Instant::now());
-        assert!(deliver(&mut gate, &mut e, &sealed(key, inquiry(2, 8, 1), T), T));
+        assert!(deliver(
+            &mut gate,
+            &mut e,
+            &sealed(key, inquiry(2, 8, 1), T),
+            T
+        ));
         assert_eq!(e.leader().map(|l| l.0), Some(2));
     }
 

@@ -449,12 +449,6 @@ impl Election {
         self.external_addr = addr;
     }
 
-    /// This node's id changed (another node had it, `portmgmt::core::dupid`): messages from now
-    /// on carry the new one; what the election knows stays.
-    pub fn set_id(&mut self, node_id: u64) {
-        self.id = node_id;
-    }
-
     /// The current phase.
     pub fn phase(&self) -> Phase {
         self.phase
@@ -621,9 +615,7 @@ impl Election {
         ) {
             return;
         }
-        let body_term = if let Body::Conflict(c) = &msg.body { c.term } else { 0 };
-        if !terms::plausible(self.term, h.term) || !terms::plausible(self.term, body_term) {
-            self.stats.implausible += 1;
+        if self.implausible_term(msg) {
             return;
         }
         // Duplicates and reordering: only a higher sequence from a sender counts.
@@ -926,11 +918,10 @@ impl Election {
             }
             (Phase::Candidate, Timer::Window) => {
                 // No collision within the window: we won (Fig. 14).
-                tracing::info!(term = terms::next(self.term), "won the election; taking the port");
+                let term = terms::next(self.term);
+                tracing::info!(term, "won the election; taking the port");
                 self.phase = Phase::TakingOver;
-                self.events.push_back(Event::BecomeRepresentative {
-                    term: terms::next(self.term),
-                });
+                self.events.push_back(Event::BecomeRepresentative { term });
                 self.set_timer(Timer::Inquiry, now + self.cfg.inquiry_interval);
             }
             (Phase::TakingOver, Timer::Inquiry) => {

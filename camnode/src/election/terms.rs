@@ -12,6 +12,28 @@ pub const MAX_TERM: u64 = 1 << 32;
 /// takeovers). A node that knows no term yet (0) accepts any term up to [`MAX_TERM`].
 pub const MAX_TERM_JUMP: u64 = 1 << 16;
 
+impl super::Election {
+    /// True (and counted) if `msg` carries an implausible term: in its header, or the other
+    /// representative's term in a Conflict.
+    pub(super) fn implausible_term(&mut self, msg: &shared::lanproto::Repr) -> bool {
+        let body_term = match &msg.body {
+            shared::lanproto::Body::Conflict(c) => c.term,
+            _ => 0,
+        };
+        let refused = !plausible(self.term, msg.header.term) || !plausible(self.term, body_term);
+        if refused {
+            self.stats.implausible += 1;
+        }
+        refused
+    }
+
+    /// This node's id changed (another node had it, `portmgmt::core::dupid`): messages from now
+    /// on carry the new one; what the election knows stays.
+    pub fn set_id(&mut self, node_id: u64) {
+        self.id = node_id;
+    }
+}
+
 /// Whether a term heard from the LAN is believable for a node that knows `known`.
 pub fn plausible(known: u64, heard: u64) -> bool {
     heard <= MAX_TERM && (known == 0 || heard <= known.saturating_add(MAX_TERM_JUMP))

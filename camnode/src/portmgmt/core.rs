@@ -45,6 +45,7 @@ use shared::{lanproto, soap, ssdp};
 
 use super::desc;
 mod dupid;
+pub use super::guard::is_private_or_cgnat;
 use super::guard::{self, is_igd_type, usn_uuid};
 use crate::config::{Config, InternalPortMode};
 use crate::directory::{Directory, NodeCommand, Peer, PeerSource, Reachability, Role};
@@ -420,17 +421,6 @@ fn soap_outcome(action: &Action, result: Result<HttpResponse, String>) -> Outcom
         },
         Err(e) => Outcome::Failed(format!("HTTP {}: not a SOAP response ({e})", resp.status)),
     }
-}
-
-/// True for addresses that are not reachable from the internet: RFC 1918, carrier-grade NAT
-/// (RFC 6598, 100.64/10), link-local (169.254/16), and loopback/unspecified.
-pub fn is_private_or_cgnat(a: Ipv4Addr) -> bool {
-    let o = a.octets();
-    a.is_private()
-        || a.is_link_local()
-        || a.is_loopback()
-        || a.is_unspecified()
-        || (o[0] == 100 && (o[1] & 0xc0) == 64)
 }
 
 /// The port manager. See the module docs.
@@ -833,7 +823,9 @@ impl PortManager {
         let services = match &result {
             Ok(r) if r.status == 200 => find_igd_services(&r.body, url)
                 .map_err(|e| e.to_string())
-                .and_then(|s| guard::check_control_url(url, &s.wan_connection.control_url).map(|()| s)),
+                .and_then(|s| {
+                    guard::check_control_url(url, &s.wan_connection.control_url).map(|()| s)
+                }),
             Ok(r) => Err(format!("HTTP {}", r.status)),
             Err(e) => Err(e.clone()),
         };

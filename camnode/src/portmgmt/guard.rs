@@ -11,6 +11,7 @@
 //! - Every request has a deadline in the core ([`REQUEST_DEADLINE`]): an answer the driver never
 //!   delivers (a task that died, a lost channel) becomes an error, not a stalled queue.
 
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use shared::url::HttpUrl;
@@ -29,7 +30,10 @@ pub fn check_url(url: &HttpUrl) -> Result<(), String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':'));
     if !host_ok {
-        return Err(format!("URL host {:?} is not a host name or address", url.host));
+        return Err(format!(
+            "URL host {:?} is not a host name or address",
+            url.host
+        ));
     }
     if let Some(b) = url.path.bytes().find(|b| !(0x21..=0x7e).contains(b)) {
         return Err(format!(
@@ -51,6 +55,17 @@ pub fn check_control_url(description: &HttpUrl, control: &HttpUrl) -> Result<(),
         ));
     }
     Ok(())
+}
+
+/// True for addresses that are not reachable from the internet: RFC 1918, carrier-grade NAT
+/// (RFC 6598, 100.64/10), link-local (169.254/16), and loopback/unspecified.
+pub fn is_private_or_cgnat(a: Ipv4Addr) -> bool {
+    let o = a.octets();
+    a.is_private()
+        || a.is_link_local()
+        || a.is_loopback()
+        || a.is_unspecified()
+        || (o[0] == 100 && (o[1] & 0xc0) == 64)
 }
 
 /// True for an SSDP search target or notification type of an IGD or its connection service.
@@ -96,7 +111,10 @@ mod tests {
             ("a\r\nb", "/x"),
             ("", "/x"),
         ] {
-            assert!(check_url(&raw(host, path)).is_err(), "{host:?} {path:?} accepted");
+            assert!(
+                check_url(&raw(host, path)).is_err(),
+                "{host:?} {path:?} accepted"
+            );
         }
     }
 

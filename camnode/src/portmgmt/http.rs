@@ -232,7 +232,12 @@ mod tests {
     #[test]
     fn huge_chunk_size_is_an_error_not_a_panic() {
         let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
-        for size in ["fffffffffffffffe", "ffffffffffffffff", "7fffffffffffffff", "1000000"] {
+        for size in [
+            "fffffffffffffffe",
+            "ffffffffffffffff",
+            "7fffffffffffffff",
+            "1000000",
+        ] {
             let mut r = head.clone();
             r.extend_from_slice(format!("{size}\r\nxx").as_bytes());
             assert!(

@@ -203,7 +203,8 @@ pub async fn run(ctx: PortMgmtContext) -> anyhow::Result<()> {
     let mut notify_buf = vec![0u8; shared::ssdp::MAX_MESSAGE];
     let mut lan_buf = vec![0u8; shared::lanproto::MAX_MESSAGE + 1];
     // The LAN key (election::auth): seal what we send, drop what is not sealed with it.
-    let mut lan_auth = (!config.lan_key.is_empty()).then(|| LanAuth::new(config.lan_key.as_bytes()));
+    let mut lan_auth =
+        (!config.lan_key.is_empty()).then(|| LanAuth::new(config.lan_key.as_bytes()));
     if lan_auth.is_some() {
         tracing::info!("LAN messages are authenticated with the LAN key");
     }

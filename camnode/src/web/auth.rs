@@ -80,7 +80,9 @@ pub fn cross_site(headers: &hyper::HeaderMap) -> Option<String> {
             format!("{}:80", h.to_ascii_lowercase())
         }
     };
-    if !origin_host.is_empty() && !host.is_empty() && default_port(origin_host) == default_port(host)
+    if !origin_host.is_empty()
+        && !host.is_empty()
+        && default_port(origin_host) == default_port(host)
     {
         return None;
     }

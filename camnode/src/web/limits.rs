@@ -178,14 +178,21 @@ mod tests {
     #[test]
     fn per_client_and_total_caps() {
         let l = ConnLimits::default();
-        let mut held: Vec<ConnGuard> = (0..MAX_PER_CLIENT).map(|_| l.admit(ip(9)).unwrap()).collect();
+        let mut held: Vec<ConnGuard> = (0..MAX_PER_CLIENT)
+            .map(|_| l.admit(ip(9)).unwrap())
+            .collect();
         assert!(l.admit(ip(9)).is_none(), "one client's cap");
         assert!(l.admit(ip(10)).is_some(), "another client is served");
         held.pop();
         assert!(l.admit(ip(9)).is_some(), "a freed place is reused");
         drop(held);
-        let local: Vec<_> = (0..MAX_CONNECTIONS).map(|_| l.admit(IpAddr::V4(Ipv4Addr::LOCALHOST))).collect();
-        assert!(local.iter().all(Option::is_some), "127.0.0.1 is not capped per client");
+        let local: Vec<_> = (0..MAX_CONNECTIONS)
+            .map(|_| l.admit(IpAddr::V4(Ipv4Addr::LOCALHOST)))
+            .collect();
+        assert!(
+            local.iter().all(Option::is_some),
+            "127.0.0.1 is not capped per client"
+        );
         assert!(l.admit(ip(11)).is_none(), "the total cap");
         drop(local);
         assert_eq!(l.open(), 0);

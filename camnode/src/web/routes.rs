@@ -200,8 +200,10 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let collected =
-        tokio::time::timeout(super::limits::BODY_TIMEOUT, Limited::new(body, MAX_BODY).collect());
+    let collected = tokio::time::timeout(
+        super::limits::BODY_TIMEOUT,
+        Limited::new(body, MAX_BODY).collect(),
+    );
     let bytes = match collected.await {
         Ok(Ok(c)) => c.to_bytes(),
         Err(_) => {
@@ -801,11 +803,18 @@ mod tests {
         assert_eq!(r.status(), StatusCode::ACCEPTED);
         assert!(f.commands.try_recv().is_ok());
         // Cross-site, from the LAN (no password needed there): refused.
-        let mut q = req("POST", "/ptz", Some("application/x-www-form-urlencoded"), "zoom=4");
+        let mut q = req(
+            "POST",
+            "/ptz",
+            Some("application/x-www-form-urlencoded"),
+            "zoom=4",
+        );
         q.headers_mut()
             .insert(header::HOST, HeaderValue::from_static("192.168.1.100:8080"));
-        q.headers_mut()
-            .insert(header::ORIGIN, HeaderValue::from_static("http://evil.example"));
+        q.headers_mut().insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://evil.example"),
+        );
         let r = handle(&f.state, &local(), q).await;
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
         assert_eq!(f.state.hub.stats().ptz.zoom, 1.0);

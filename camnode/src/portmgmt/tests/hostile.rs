@@ -118,9 +118,16 @@ fn a_node_that_hears_its_own_id_from_another_address_takes_a_new_one() {
     let (ia, ib) = (sim.nodes[a].pm.identity().id, sim.nodes[b].pm.identity().id);
     assert_ne!(ia, ib, "still one id for two nodes");
     let changed = if ia != 5 { a } else { b };
-    let saved = sim.nodes[changed].saved.as_ref().expect("the new id is stored");
+    let saved = sim.nodes[changed]
+        .saved
+        .as_ref()
+        .expect("the new id is stored");
     assert_eq!(saved.id, sim.nodes[changed].pm.identity().id);
-    let warning = sim.dir(changed).warning.clone().expect("the status says so");
+    let warning = sim
+        .dir(changed)
+        .warning
+        .clone()
+        .expect("the status says so");
     assert!(warning.contains("0000000000000005"), "{warning}");
     sim.run_for(secs(6.0));
     assert_eq!(sim.reps(), [a]);
