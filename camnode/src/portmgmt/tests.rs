@@ -145,19 +145,7 @@ impl FakeIgd {
         let Some(body) = &req.body else {
             let cfg = RootConfig {
                 igd_version: if self.v2 { 2 } else { 1 },
-                uuids: [UUID[5..].to_string(), "w".into(), "c".into()],
-                info: DeviceInfo {
-                    friendly_name: "fake".into(),
-                    manufacturer: String::new(),
-                    manufacturer_url: String::new(),
-                    model_description: String::new(),
-                    model_name: String::new(),
-                    model_number: String::new(),
-                    model_url: String::new(),
-                    serial_number: String::new(),
-                    presentation_url: None,
-                },
-                config_id: 1,
+                ..root_config("fake")
             };
             let text = self.description.clone();
             return ok(text.unwrap_or_else(|| root_description(&cfg)).into_bytes());
@@ -298,6 +286,26 @@ impl FakeIgd {
             }
             _ => Err(UpnpError::InvalidAction),
         }
+    }
+}
+
+/// The fake IGD's device description settings (IGD:1; `friendly_name` as given).
+fn root_config(friendly_name: &str) -> RootConfig {
+    RootConfig {
+        igd_version: 1,
+        uuids: [UUID[5..].to_string(), "w".into(), "c".into()],
+        info: DeviceInfo {
+            friendly_name: friendly_name.into(),
+            manufacturer: String::new(),
+            manufacturer_url: String::new(),
+            model_description: String::new(),
+            model_name: String::new(),
+            model_number: String::new(),
+            model_url: String::new(),
+            serial_number: String::new(),
+            presentation_url: None,
+        },
+        config_id: 1,
     }
 }
 

@@ -6,23 +6,7 @@ use super::*;
 /// The generated description with every controlURL replaced by `control` (XML-escaped as a
 /// rogue IGD would send it).
 fn rogue_description(control: &str) -> String {
-    let cfg = RootConfig {
-        igd_version: 1,
-        uuids: [UUID[5..].to_string(), "w".into(), "c".into()],
-        info: DeviceInfo {
-            friendly_name: "rogue".into(),
-            manufacturer: String::new(),
-            manufacturer_url: String::new(),
-            model_description: String::new(),
-            model_name: String::new(),
-            model_number: String::new(),
-            model_url: String::new(),
-            serial_number: String::new(),
-            presentation_url: None,
-        },
-        config_id: 1,
-    };
-    let text = root_description(&cfg);
+    let text = root_description(&root_config("rogue"));
     let mut out = String::new();
     let mut rest = text.as_str();
     while let Some(i) = rest.find("<controlURL>") {
