@@ -588,10 +588,16 @@ mod tests {
                 &["--representative-lease-seconds", "1"][..],
                 "representative_lease_seconds",
             ),
+            (&["--lan-key", "short"][..], "lan_key"),
+            (&["--igd-url", "http://192.168.1.1/a b"][..], "igd_url"),
+            (&["--igd-url", "ftp://192.168.1.1/"][..], "igd_url"),
         ] {
             let err = Config::from_args(&args(flags)).unwrap_err().to_string();
             assert!(err.contains(&format!("\"{field}\"")), "{err}");
         }
+        let c = Config::from_args(&args(&["--lan-key", "0123456789abcdef"])).unwrap();
+        assert_eq!(c.lan_key, "0123456789abcdef");
+        assert_eq!(c.representative_lease_seconds, 6);
         let c = Config::from_toml("succession = \"node-value\"\nmissed_inquiries = 3\n").unwrap();
         assert_eq!(
             (c.succession, c.missed_inquiries),

@@ -138,20 +138,24 @@ impl IdentityStore {
 
     /// Holds the file for this process (an advisory lock on `<file>.lock`), so that two
     /// processes with the same interface and state directory do not share one identity. Err
-    /// with the explanation when another live process holds it; the lock lasts as long as the
-    /// returned file is open.
-    pub fn lock(&self) -> Result<std::fs::File, String> {
+    /// with the explanation when another live process holds it; Ok(Err(why)) when no lock can be
+    /// taken at all (a read-only state directory: the identity is not saved either, so there is
+    /// nothing to share); the lock lasts as long as the returned file is open.
+    pub fn lock(&self) -> Result<Result<std::fs::File, String>, String> {
         use std::os::fd::AsRawFd as _;
         let lock_path = self.path.with_extension("toml.lock");
         if let Some(dir) = lock_path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let f = std::fs::OpenOptions::new()
+        let f = match std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
+        {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(format!("cannot open {}: {e}", lock_path.display()))),
+        };
         // SAFETY: flock on a file descriptor we own; no memory is involved.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             return Err(format!(
@@ -160,7 +164,7 @@ impl IdentityStore {
                 self.path.display()
             ));
         }
-        Ok(f)
+        Ok(Ok(f))
     }
 
     /// The file's path.
@@ -384,12 +388,15 @@ mod tests {
         assert_eq!(ids[0], 0x1111);
         assert_ne!(ids[0], ids[1]);
         // One process per identity.
-        let held = stores[1].lock().unwrap();
+        let held = stores[1].lock().unwrap().unwrap();
         let refused = stores[1].lock().unwrap_err();
         assert!(refused.contains("--state-dir"), "{refused}");
-        assert!(stores[0].lock().is_ok());
+        assert!(stores[0].lock().unwrap().is_ok());
         drop(held);
-        assert!(stores[1].lock().is_ok());
+        assert!(stores[1].lock().unwrap().is_ok());
+        // A directory nobody can write to: no lock, but no refusal either.
+        let unwritable = IdentityStore::new(Path::new("/proc/camnode-no-such-dir"));
+        assert!(unwritable.lock().unwrap().is_err());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -153,7 +153,13 @@ pub async fn run(ctx: PortMgmtContext) -> anyhow::Result<()> {
     if store.adopt_legacy() {
         tracing::info!(path = %store.path().display(), "took over the identity file of an earlier version ({})", crate::identity::FILE_NAME);
     }
-    let _identity_lock = store.lock().map_err(anyhow::Error::msg)?;
+    let _identity_lock = match store.lock().map_err(anyhow::Error::msg)? {
+        Ok(f) => Some(f),
+        Err(why) => {
+            tracing::warn!(error = %why, "cannot lock the identity file; not checking for another camnode using it");
+            None
+        }
+    };
     let (identity, dirty, err) = store.load_or_create(&config.name, crate::identity::new_id);
     if let Some(e) = err {
         tracing::warn!(path = %store.path().display(), error = %e, "identity file unreadable; starting a new identity");
