@@ -298,6 +298,31 @@ mod tests {
         assert_eq!(e.leader().map(|l| l.0), Some(2));
     }
 
+    /// The fixture of `docs/lan-protocol.md` (an Inquiry from node 1, sequence 2, term 3),
+    /// sealed at 1 800 000 000 000 ms with the key "correct horse battery staple"; the HMAC was
+    /// computed independently (Python's `hmac` module).
+    #[test]
+    fn sealed_fixture() {
+        let plain = hex(
+            "484e434e0103000c0000000000000001000000000000000200000000000000030400021f900600043c784c40",
+        );
+        let mut data = plain.clone();
+        LanAuth::new(b"correct horse battery staple").seal(&mut data, T);
+        let want = format!(
+            "{}000001a3185c5000be1aa4949036b418def2167f4e9342b72c44552641e6937984d5e52c50dfc6d7",
+            plain.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        let got: String = data.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(got, want);
+    }
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
     #[test]
     fn replays_are_dropped() {
         let key = b"correct horse battery staple";
