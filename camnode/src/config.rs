@@ -104,6 +104,9 @@ pub struct Config {
     /// short, so that a dead holder's mapping lapses soon when the router (secure mode) does
     /// not let the successor delete it.
     pub representative_lease_seconds: u32,
+    /// A key shared by the camnodes of one LAN: every LAN protocol message is authenticated
+    /// with it (HMAC-SHA256, replays dropped); empty = unauthenticated, as before.
+    pub lan_key: String,
 }
 
 impl Default for Config {
@@ -134,7 +137,8 @@ impl Default for Config {
             missed_inquiries: 2,
             presence_interval_ms: 1000,
             collision_window_ms: 100,
-            representative_lease_seconds: 20,
+            representative_lease_seconds: 6,
+            lan_key: String::new(),
         }
     }
 }
@@ -231,9 +235,20 @@ pub struct Args {
     /// Collision window of the election in ms [default: 100].
     #[arg(long, value_name = "MS")]
     pub collision_window_ms: Option<u64>,
-    /// Lease of the representative port while held, seconds [default: 20].
+    /// Lease of the representative port while held, seconds: a crashed holder's port is free
+    /// again at most this long after it went, on a router that will not let the successor
+    /// delete it (secure mode) [default: 6].
     #[arg(long, value_name = "SECONDS")]
     pub representative_lease_seconds: Option<u32>,
+    /// A key shared by the LAN's camnodes (at least 16 characters): LAN messages without it are
+    /// dropped [default: none, messages unauthenticated].
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "CAMNODE_LAN_KEY",
+        hide_env_values = true
+    )]
+    pub lan_key: Option<String>,
 }
 
 /// A configuration error, naming the field and the fix.
@@ -299,7 +314,8 @@ impl Config {
             missed_inquiries,
             presence_interval_ms,
             collision_window_ms,
-            representative_lease_seconds
+            representative_lease_seconds,
+            lan_key
         );
         cfg.validate()?;
         Ok(cfg)
@@ -428,8 +444,29 @@ impl Config {
             return invalid(
                 "representative_lease_seconds",
                 format!("{} s", self.representative_lease_seconds),
-                "use 4 to 3600, e.g. 20 (short: a dead holder's mapping lapses after it)",
+                "use 4 to 3600, e.g. 6 (short: a dead holder's mapping lapses after it)",
             );
+        }
+        if !self.lan_key.is_empty()
+            && self.lan_key.chars().count() < crate::election::auth::MIN_KEY_LEN
+        {
+            return invalid(
+                "lan_key",
+                format!("{} characters", self.lan_key.chars().count()),
+                "use at least 16 characters, the same on every camnode of the LAN (e.g. `openssl rand -hex 16`), or leave it empty",
+            );
+        }
+        if !self.igd_url.is_empty() {
+            let checked = shared::url::HttpUrl::parse(&self.igd_url)
+                .ok_or_else(|| "not an http:// URL".to_string())
+                .and_then(|u| crate::portmgmt::guard::check_url(&u));
+            if let Err(problem) = checked {
+                return invalid(
+                    "igd_url",
+                    format!("{:?}: {problem}", self.igd_url),
+                    "use the router's description URL, e.g. http://192.168.1.1:5000/rootDesc.xml, or leave it empty to discover it",
+                );
+            }
         }
         if self.name.chars().count() > 64 || self.name.chars().any(char::is_control) {
             return invalid(
@@ -551,10 +588,16 @@ mod tests {
                 &["--representative-lease-seconds", "1"][..],
                 "representative_lease_seconds",
             ),
+            (&["--lan-key", "short"][..], "lan_key"),
+            (&["--igd-url", "http://192.168.1.1/a b"][..], "igd_url"),
+            (&["--igd-url", "ftp://192.168.1.1/"][..], "igd_url"),
         ] {
             let err = Config::from_args(&args(flags)).unwrap_err().to_string();
             assert!(err.contains(&format!("\"{field}\"")), "{err}");
         }
+        let c = Config::from_args(&args(&["--lan-key", "0123456789abcdef"])).unwrap();
+        assert_eq!(c.lan_key, "0123456789abcdef");
+        assert_eq!(c.representative_lease_seconds, 6);
         let c = Config::from_toml("succession = \"node-value\"\nmissed_inquiries = 3\n").unwrap();
         assert_eq!(
             (c.succession, c.missed_inquiries),

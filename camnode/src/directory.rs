@@ -91,6 +91,8 @@ pub struct Directory {
     pub lan_port: u16,
     /// The other cameras (on the representative: all it knows; on members: possibly empty).
     pub peers: Vec<Peer>,
+    /// Something the user should know about the node itself (another node had its id).
+    pub warning: Option<String>,
 }
 
 /// Requests from the web side to port management.

@@ -1,5 +1,14 @@
 //! The node's identity: a random id made once, and its display name, kept across restarts in
-//! `<state_dir>/identity.toml` (written atomically: temporary file, fsync, rename).
+//! `<state_dir>/identity-<mac>.toml`, keyed by the MAC address of the node's LAN interface
+//! (written atomically: temporary file, fsync, rename). What makes a device unique is its
+//! interface, not the directory: several nodes on one machine (network namespaces, containers
+//! sharing `/var/lib/camnode`) get one file each and so distinct ids and names. Without a MAC
+//! (no such interface) the file is `identity.toml`, as before; an `identity.toml` left by an
+//! earlier version is adopted (renamed, atomically) by the first node that finds no file of its
+//! own, so exactly one node keeps the old id and name. Ids come from the OS random source.
+//!
+//! A node that hears its own id from another address (a copied state file) takes a new id:
+//! see `portmgmt::core::dupid`.
 //!
 //! Names are assigned automatically as "camera N" until renamed (the patent: host names "server 1",
 //! "server 2", ... assigned automatically and changeable remotely). N is the lowest number not used
@@ -13,8 +22,29 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// The file name inside the state directory.
+/// The file name inside the state directory when no MAC address is known (and the name
+/// earlier versions used).
 pub const FILE_NAME: &str = "identity.toml";
+
+/// The file name for a node whose LAN interface has `mac`.
+pub fn file_name(mac: Option<[u8; 6]>) -> String {
+    match mac {
+        Some(m) => format!(
+            "identity-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}.toml",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        ),
+        None => FILE_NAME.to_string(),
+    }
+}
+
+/// A new node id from the OS random source (getrandom); ids name nodes in the election and
+/// the router's table, so they must not be guessable from the start time.
+pub fn new_id() -> u64 {
+    use rand::TryRngCore as _;
+    rand::rngs::OsRng
+        .try_next_u64()
+        .unwrap_or_else(|_| rand::random())
+}
 /// The prefix of automatic names.
 pub const AUTO_PREFIX: &str = "camera ";
 
@@ -81,11 +111,60 @@ pub struct IdentityStore {
 }
 
 impl IdentityStore {
-    /// The store in a state directory.
+    /// The store in a state directory, for a node without a known MAC (`identity.toml`).
     pub fn new(state_dir: &Path) -> IdentityStore {
+        IdentityStore::for_mac(state_dir, None)
+    }
+
+    /// The store of the node whose LAN interface has `mac`.
+    pub fn for_mac(state_dir: &Path, mac: Option<[u8; 6]>) -> IdentityStore {
         IdentityStore {
-            path: state_dir.join(FILE_NAME),
+            path: state_dir.join(file_name(mac)),
         }
+    }
+
+    /// If this store's file does not exist and an `identity.toml` of an earlier version does,
+    /// take it over (rename: of several nodes that try at once, one gets it). True if adopted.
+    pub fn adopt_legacy(&self) -> bool {
+        let Some(dir) = self.path.parent() else {
+            return false;
+        };
+        let legacy = dir.join(FILE_NAME);
+        if legacy == self.path || self.path.exists() {
+            return false;
+        }
+        std::fs::rename(&legacy, &self.path).is_ok()
+    }
+
+    /// Holds the file for this process (an advisory lock on `<file>.lock`), so that two
+    /// processes with the same interface and state directory do not share one identity. Err
+    /// with the explanation when another live process holds it; Ok(Err(why)) when no lock can be
+    /// taken at all (a read-only state directory: the identity is not saved either, so there is
+    /// nothing to share); the lock lasts as long as the returned file is open.
+    pub fn lock(&self) -> Result<Result<std::fs::File, String>, String> {
+        use std::os::fd::AsRawFd as _;
+        let lock_path = self.path.with_extension("toml.lock");
+        if let Some(dir) = lock_path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let f = match std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+        {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(format!("cannot open {}: {e}", lock_path.display()))),
+        };
+        // SAFETY: flock on a file descriptor we own; no memory is involved.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(format!(
+                "another camnode on this host uses the identity {} (same network interface and state directory); \
+                 two nodes must not share an identity: give this one its own --state-dir, or run it on its own interface",
+                self.path.display()
+            ));
+        }
+        Ok(Ok(f))
     }
 
     /// The file's path.
@@ -273,6 +352,51 @@ mod tests {
         let (i, dirty, err) = IdentityStore::new(&dir).load_or_create("", || 7);
         assert!(dirty && err.is_some());
         assert_eq!(i.id, 7);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Issue 11: nodes sharing a state directory (one machine, several namespaces) each get a
+    /// file of their own, keyed by their interface's MAC; an earlier version's identity.toml
+    /// goes to exactly one of them; a second process on the same interface is refused.
+    #[test]
+    fn nodes_sharing_a_directory_get_their_own_identity() {
+        let dir = tmpdir("shared");
+        std::fs::create_dir_all(&dir).unwrap();
+        let legacy = IdentityStore::new(&dir);
+        legacy
+            .save(&Identity {
+                id: 0x1111,
+                name: Some("camera 1".into()),
+                origin: NameOrigin::Auto,
+            })
+            .unwrap();
+        let macs = [[2, 0x4c, 0x41, 0x42, 0, 1], [2, 0x4c, 0x41, 0x42, 0, 2]];
+        let stores: Vec<_> = macs
+            .iter()
+            .map(|m| IdentityStore::for_mac(&dir, Some(*m)))
+            .collect();
+        assert!(stores[0].path().ends_with("identity-024c41420001.toml"));
+        assert!(stores[0].adopt_legacy());
+        assert!(
+            !stores[1].adopt_legacy(),
+            "the old file goes to one node only"
+        );
+        let ids: Vec<u64> = stores
+            .iter()
+            .map(|s| s.load_or_create("", new_id).0.id)
+            .collect();
+        assert_eq!(ids[0], 0x1111);
+        assert_ne!(ids[0], ids[1]);
+        // One process per identity.
+        let held = stores[1].lock().unwrap().unwrap();
+        let refused = stores[1].lock().unwrap_err();
+        assert!(refused.contains("--state-dir"), "{refused}");
+        assert!(stores[0].lock().unwrap().is_ok());
+        drop(held);
+        assert!(stores[1].lock().unwrap().is_ok());
+        // A directory nobody can write to: no lock, but no refusal either.
+        let unwritable = IdentityStore::new(Path::new("/proc/camnode-no-such-dir"));
+        assert!(unwritable.lock().unwrap().is_err());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -162,7 +162,20 @@ async fn run(config: Config) -> anyhow::Result<()> {
         let _ = web_stop_rx.wait_for(|stop| *stop).await;
     }));
 
-    shutdown_signal().await;
+    // Port management ends early only when it cannot run (sockets, an identity another process
+    // holds): say why and stop, rather than serve a node nobody can find.
+    let mut pm = pm;
+    tokio::select! {
+        () = shutdown_signal() => {}
+        r = &mut pm => {
+            let why = match r {
+                Ok(Ok(())) => anyhow::anyhow!("port management stopped"),
+                Ok(Err(e)) => e,
+                Err(e) => anyhow::anyhow!("port management task: {e}"),
+            };
+            return Err(why.context("cannot run port management"));
+        }
+    }
     tracing::info!("stopping: deleting our port mapping first");
     let _ = stop_tx.send(true);
     match tokio::time::timeout(Duration::from_secs(5), pm).await {

@@ -248,8 +248,17 @@ fn miniupnpd_three_nodes_ports_names_notices_rename_and_cleanup() {
     });
     eprintln!("rename listed after {:?}", t - sent);
     assert!(t - sent < Duration::from_secs(1));
-    let saved =
-        std::fs::read_to_string(format!("{}/identity.toml", states[2])).expect("identity saved");
+    // One identity file per LAN interface (identity-<mac>.toml, issue 11).
+    let file = std::fs::read_dir(&states[2])
+        .expect("state dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("identity-") && n.ends_with(".toml"))
+        })
+        .expect("identity file");
+    let saved = std::fs::read_to_string(file).expect("identity saved");
     assert!(saved.contains("Porch ☕ cam"), "{saved}");
 
     // All stop: every mapping is deleted (DeletePortMapping on shutdown).

@@ -45,6 +45,7 @@ fn directory() -> Directory {
             source: PeerSource::RouterTable,
             last_seen: Instant::now(),
         }],
+        warning: None,
     }
 }
 
@@ -332,8 +333,17 @@ async fn ptz_zooms_the_picture() {
     assert_eq!(r.status, 200, "{}", r.text());
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(v["ptz"]["zoom"], 3.0);
+    // State changes only by POST (issue 11): a GET with parameters is refused and moves nothing.
     let r = get(node.addr, "/ptz?tilt=-1").await;
-    assert_eq!(r.status, 200);
+    assert_eq!(r.status, 405, "{}", r.text());
+    let r = post(
+        node.addr,
+        "/ptz?tilt=-1",
+        "application/x-www-form-urlencoded",
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
     let v: serde_json::Value = serde_json::from_slice(&get(node.addr, "/ptz").await.body).unwrap();
     assert_eq!(
         (
@@ -350,7 +360,17 @@ async fn ptz_zooms_the_picture() {
     let status: serde_json::Value =
         serde_json::from_slice(&get(node.addr, "/status.json").await.body).unwrap();
     assert_eq!(status["camera"]["ptz_digital"]["zoom"], 3.0);
-    assert_eq!(get(node.addr, "/ptz?zoom=0").await.status, 400);
+    assert_eq!(
+        post(
+            node.addr,
+            "/ptz?zoom=0",
+            "application/x-www-form-urlencoded",
+            ""
+        )
+        .await
+        .status,
+        400
+    );
 }
 
 /// A connection handed over by a relay: any byte stream, the viewer's address as the relay saw it.
@@ -396,7 +416,9 @@ async fn outside_changes_with_the_password() {
         local: None,
     };
     tokio::spawn(web::serve_connection(node.state.clone(), server, conn));
-    let ask = |auth: &str| format!("GET /ptz?zoom=2 HTTP/1.1\r\nHost: cam\r\n{auth}\r\n");
+    let ask = |auth: &str| {
+        format!("POST /ptz?zoom=2 HTTP/1.1\r\nHost: cam\r\nContent-Length: 0\r\n{auth}\r\n")
+    };
     let r = exchange(&mut client, &ask("")).await;
     assert_eq!(r.status, 401);
     assert!(r.header("www-authenticate").unwrap().starts_with("Basic"));

@@ -233,3 +233,100 @@ fn three_cameras_behind_our_router() {
 fn three_cameras_behind_miniupnpd() {
     three_cameras(RouterKind::Miniupnpd);
 }
+
+/// Issue 11, the user's steps: `lab up --cams 3`, then `camnode` with no arguments in cam1,
+/// cam2 and cam3. All three share the default state directory (`/var/lib/camnode`; here a
+/// fresh directory bound over `/var/lib` in each camera's own mount namespace, so the host's is
+/// untouched), as cameras in namespaces of one machine do. Each still gets its own id and name
+/// (the identity is keyed by the interface's MAC), and the representative lists the other two.
+#[test]
+fn three_cameras_with_no_arguments_share_a_state_directory_but_not_an_identity() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::up(&LabOptions::new(RouterKind::Ours).cams(3)).expect("lab up");
+    let var_lib = format!("/tmp/{}-var-lib", lab.prefix);
+    std::fs::create_dir_all(format!("{var_lib}/camnode")).expect("state dir");
+    // An identity.toml left by an earlier version: exactly one camera takes it over.
+    std::fs::write(
+        format!("{var_lib}/camnode/identity.toml"),
+        "id = \"00000000000000aa\"\nname = \"camera 1\"\nname_origin = \"auto\"\n",
+    )
+    .expect("legacy identity");
+    let cams: Vec<String> = (1..=3).map(|n| format!("cam{n}")).collect();
+    for cam in &cams {
+        let script = format!(
+            "mount --bind {var_lib} /var/lib && exec {} 2>>/tmp/{}-{cam}.log",
+            camnode_bin(),
+            lab.prefix
+        );
+        lab.spawn(
+            cam,
+            &[
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                &script,
+            ],
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let urls: Vec<String> = cams
+        .iter()
+        .map(|c| format!("http://{}:8080/", lab.addr(c)))
+        .collect();
+    let rep = wait_until(Duration::from_secs(20), || {
+        let all: Vec<serde_json::Value> = urls
+            .iter()
+            .filter_map(|u| status(&lab, "viewer", u))
+            .collect();
+        let rep = all.iter().find(|s| s["role"] == "representative")?;
+        (all.len() == 3 && peer_names(rep).len() == 2).then(|| (all.clone(), rep.clone()))
+    });
+    let logs = || {
+        cams.iter()
+            .map(|c| {
+                let log = std::fs::read_to_string(format!("/tmp/{}-{c}.log", lab.prefix));
+                format!("--- {c}\n{}", log.unwrap_or_default())
+            })
+            .collect::<String>()
+    };
+    let ((all, rep), took) = rep.unwrap_or_else(|| {
+        panic!(
+            "no representative listing the two others within 20 s\n{}",
+            logs()
+        )
+    });
+    eprintln!("representative lists both others {took:?} after the last start");
+    let mut ids: Vec<&str> = all.iter().filter_map(|s| s["node_id"].as_str()).collect();
+    let mut names: Vec<&str> = all.iter().filter_map(|s| s["name"].as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!((ids.len(), names.len()), (3, 3), "{all:?}\n{}", logs());
+    assert!(
+        ids.contains(&"00000000000000aa"),
+        "the old identity is kept by one: {ids:?}"
+    );
+    let mut listed = peer_names(&rep);
+    listed.push(rep["name"].as_str().unwrap_or_default().to_string());
+    listed.sort_unstable();
+    assert_eq!(listed, names, "{rep}");
+    let files: Vec<String> = std::fs::read_dir(format!("{var_lib}/camnode"))
+        .expect("state dir")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("identity") && n.ends_with(".toml"))
+        .collect();
+    assert_eq!(files.len(), 3, "{files:?}");
+    assert!(all.iter().all(|s| s["warning"].is_null()), "{all:?}");
+    let prefix = lab.prefix.clone();
+    drop(lab);
+    let _ = std::fs::remove_dir_all(&var_lib);
+    for c in &cams {
+        let _ = std::fs::remove_file(format!("/tmp/{prefix}-{c}.log"));
+    }
+}

@@ -476,6 +476,7 @@ async fn fanout_run(o: &Opts, viewers: usize) -> anyhow::Result<()> {
         external_port: None,
         lan_port: 0,
         peers: Vec::new(),
+        warning: None,
     };
     let (_dir_tx, dir_rx) = watch::channel(dir);
     let (cmd_tx, _cmd_rx) = mpsc::channel(1);

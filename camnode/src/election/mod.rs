@@ -56,8 +56,10 @@
 //! is lost (about `p^6` for the replaced one alone); the simulation (`sim.rs`) checks the bound
 //! after every step. Sequence numbers per sender drop duplicates and reordering.
 
+pub mod auth;
 #[cfg(test)]
 mod sim;
+pub mod terms;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddrV4;
@@ -354,6 +356,8 @@ pub struct Stats {
     pub conflicts_sent: u64,
     /// Times this node stood down for another representative.
     pub stood_down: u64,
+    /// Messages dropped for an implausible term ([`terms::plausible`]).
+    pub implausible: u64,
 }
 
 /// The election state machine. See the module docs.
@@ -481,7 +485,7 @@ impl Election {
         if self.phase == Phase::Stopped || self.phase == Phase::Representative {
             return;
         }
-        self.term += 1;
+        self.term = terms::next(self.term);
         self.stats.won += 1;
         self.phase = Phase::Representative;
         self.leader = None;
@@ -609,6 +613,9 @@ impl Election {
                 | Body::RotationNotice(_)
                 | Body::Conflict(_)
         ) {
+            return;
+        }
+        if self.implausible_term(msg) {
             return;
         }
         // Duplicates and reordering: only a higher sequence from a sender counts.
@@ -911,11 +918,10 @@ impl Election {
             }
             (Phase::Candidate, Timer::Window) => {
                 // No collision within the window: we won (Fig. 14).
-                tracing::info!(term = self.term + 1, "won the election; taking the port");
+                let term = terms::next(self.term);
+                tracing::info!(term, "won the election; taking the port");
                 self.phase = Phase::TakingOver;
-                self.events.push_back(Event::BecomeRepresentative {
-                    term: self.term + 1,
-                });
+                self.events.push_back(Event::BecomeRepresentative { term });
                 self.set_timer(Timer::Inquiry, now + self.cfg.inquiry_interval);
             }
             (Phase::TakingOver, Timer::Inquiry) => {
@@ -1192,7 +1198,7 @@ impl Election {
             }
             return;
         }
-        let running_for = h.term + 1;
+        let running_for = terms::next(h.term);
         self.last_candidacy = Some((h.node_id, running_for, now));
         match self.phase {
             Phase::Representative => {
@@ -1206,7 +1212,7 @@ impl Election {
                     return;
                 }
                 if h.term > self.term {
-                    self.term = h.term + 1;
+                    self.term = terms::next(h.term);
                     let notice = self.rotation_notice();
                     self.send(Dest::Group, notice);
                 }
@@ -1269,7 +1275,7 @@ impl Election {
                 let quiet = self.last_reply.is_none_or(|at| {
                     now.saturating_duration_since(at) >= self.cfg.collision_window
                 });
-                if running_for <= self.term + 1 && quiet {
+                if running_for <= terms::next(self.term) && quiet {
                     self.last_reply = Some(now);
                     self.send_candidacy(Dest::Group);
                 }

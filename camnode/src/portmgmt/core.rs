@@ -44,6 +44,9 @@ use shared::url::HttpUrl;
 use shared::{lanproto, soap, ssdp};
 
 use super::desc;
+mod dupid;
+pub use super::guard::is_private_or_cgnat;
+use super::guard::{self, is_igd_type, usn_uuid};
 use crate::config::{Config, InternalPortMode};
 use crate::directory::{Directory, NodeCommand, Peer, PeerSource, Reachability, Role};
 use crate::election::{self, Dest, Election, Event as ElectionEvent};
@@ -105,7 +108,7 @@ pub struct Options {
     /// The representative election (embodiment 4); None = no rotation (the node that got the
     /// representative port keeps it, as in issue 5).
     pub election: Option<election::Settings>,
-    /// The lease of the representative port while the election runs (default 20 s), renewed at
+    /// The lease of the representative port while the election runs (default 6 s), renewed at
     /// half-life, so that a dead holder's mapping lapses soon on a router that refuses to delete
     /// another host's mapping (secure mode).
     pub representative_lease_seconds: u32,
@@ -154,7 +157,7 @@ impl Default for Options {
                 .to_vec(),
             notice_grace: Duration::from_secs(15),
             election: None,
-            representative_lease_seconds: 20,
+            representative_lease_seconds: 6,
             takeover_retry: Duration::from_secs(1),
         }
     }
@@ -242,8 +245,10 @@ enum Timer {
     ShutdownDeadline,
     /// Ask for the representative port again during a takeover or a reclaim (secure mode).
     Takeover,
+    /// The request in flight has gone unanswered for [`guard::REQUEST_DEADLINE`].
+    Request,
 }
-const TIMERS: [Timer; 8] = [
+const TIMERS: [Timer; 9] = [
     Timer::Search,
     Timer::Renew,
     Timer::Walk,
@@ -252,6 +257,7 @@ const TIMERS: [Timer; 8] = [
     Timer::NameFallback,
     Timer::ShutdownDeadline,
     Timer::Takeover,
+    Timer::Request,
 ];
 
 #[derive(Clone, Debug)]
@@ -417,17 +423,6 @@ fn soap_outcome(action: &Action, result: Result<HttpResponse, String>) -> Outcom
     }
 }
 
-/// True for addresses that are not reachable from the internet: RFC 1918, carrier-grade NAT
-/// (RFC 6598, 100.64/10), link-local (169.254/16), and loopback/unspecified.
-pub fn is_private_or_cgnat(a: Ipv4Addr) -> bool {
-    let o = a.octets();
-    a.is_private()
-        || a.is_link_local()
-        || a.is_loopback()
-        || a.is_unspecified()
-        || (o[0] == 100 && (o[1] & 0xc0) == 64)
-}
-
 /// The port manager. See the module docs.
 #[derive(Debug)]
 pub struct PortManager {
@@ -465,6 +460,7 @@ pub struct PortManager {
     heard_names: BTreeMap<u64, String>,
     peers: BTreeMap<u64, PeerState>,
     stats: LanStats,
+    dup: dupid::DupState,
     // Rotation (embodiment 4).
     election: Option<Election>,
     /// Fig. 14 in progress: the term we run for.
@@ -523,6 +519,7 @@ impl PortManager {
             heard_names: BTreeMap::new(),
             peers: BTreeMap::new(),
             stats: LanStats::default(),
+            dup: dupid::DupState::default(),
             election: None,
             takeover: None,
             reclaim: false,
@@ -556,7 +553,7 @@ impl PortManager {
             Input::Shutdown => self.shutdown(now),
         }
         self.drive_election(now);
-        self.pump();
+        self.pump(now);
         self.publish(now);
     }
 
@@ -577,7 +574,7 @@ impl PortManager {
             e.handle_timeout(now);
         }
         self.drive_election(now);
-        self.pump();
+        self.pump(now);
         self.publish(now);
     }
 
@@ -637,6 +634,7 @@ impl PortManager {
             external_port: self.mapping.map(|m| m.external),
             lan_port: self.mapping.map_or(self.opt.web_port, |m| m.internal),
             peers,
+            warning: self.dup.warning.clone(),
         }
     }
 
@@ -683,7 +681,7 @@ impl PortManager {
     }
 
     /// Starts the next queued control request if none is in flight.
-    fn pump(&mut self) {
+    fn pump(&mut self, now: Instant) {
         while self.inflight.is_none() {
             let Some(op) = self.queue.pop_front() else {
                 return;
@@ -709,6 +707,7 @@ impl PortManager {
             self.next_id += 1;
             self.inflight = Some((id, op));
             self.out.push_back(Output::Http { id, request });
+            self.set_timer(Timer::Request, now + guard::REQUEST_DEADLINE);
         }
     }
 
@@ -822,7 +821,11 @@ impl PortManager {
     fn on_describe(&mut self, now: Instant, url: &HttpUrl, result: Result<HttpResponse, String>) {
         self.describing = false;
         let services = match &result {
-            Ok(r) if r.status == 200 => find_igd_services(&r.body, url).map_err(|e| e.to_string()),
+            Ok(r) if r.status == 200 => find_igd_services(&r.body, url)
+                .map_err(|e| e.to_string())
+                .and_then(|s| {
+                    guard::check_control_url(url, &s.wan_connection.control_url).map(|()| s)
+                }),
             Ok(r) => Err(format!("HTTP {}", r.status)),
             Err(e) => Err(e.clone()),
         };
@@ -1525,7 +1528,7 @@ impl PortManager {
         };
         let h = r.header;
         if h.node_id == self.ident.id {
-            return; // our own multicast, looped back
+            return self.on_own_id(now, from, h); // our own multicast looped back, or a duplicate
         }
         self.stats.received += 1;
         if !matches!(
@@ -1549,7 +1552,9 @@ impl PortManager {
             return;
         }
         self.last_seq.insert(h.node_id, (h.sequence, now));
-        self.term = self.term.max(h.term);
+        if election::terms::plausible(self.term, h.term) {
+            self.term = self.term.max(h.term);
+        }
         match r.body {
             lanproto::Body::PortNotice(n) => {
                 self.heard_names.insert(h.node_id, n.name.clone());
@@ -1777,7 +1782,7 @@ impl PortManager {
     /// own port (the Directory says [`Role::TakingOver`] with that port).
     ///
     /// # Worst case in secure mode (the holder crashed or was unplugged)
-    /// With `L` = `representative_lease_seconds` (default 20 s), renewed at half-life, the
+    /// With `L` = `representative_lease_seconds` (default 6 s), renewed at half-life, the
     /// holder's last renewal was at most `L/2` before its departure, so its mapping lapses
     /// between `L/2` and `L` after the departure. The successor starts its takeover after the
     /// detection and the election (at most 1.25 s silence limit or 1.5 s of presence inquiries,
@@ -1788,8 +1793,8 @@ impl PortManager {
     /// three seconds after it (covers a router that rounds the remaining lease up or down, or
     /// expires it a little late). So 8080 answers again at most `L` + 0.2 s + one
     /// AddPortMapping round trip (+ the router's own lateness in expiring the mapping) after
-    /// the departure, on average after about `3L/4`. With the defaults: at most about 20.2 s,
-    /// typically 15 s; under `L` unless the holder renewed within the last ~0.2 s before it
+    /// the departure, on average after about `3L/4`. With the defaults: at most about 6.2 s,
+    /// typically 4.5 s; under `L` unless the holder renewed within the last ~0.2 s before it
     /// went. A graceful stop is as fast as in permissive mode (the holder deletes its own
     /// mapping after its bye-bye). A router that never lets go (a permanent mapping of another
     /// host) is given up `L` + 10 s after its first refusal: an ordinary node again.
@@ -2062,10 +2067,16 @@ impl PortManager {
     }
 
     fn on_timer(&mut self, now: Instant, t: Timer) {
-        if self.shutting_down && t != Timer::ShutdownDeadline {
+        if self.shutting_down && !matches!(t, Timer::ShutdownDeadline | Timer::Request) {
             return;
         }
         match t {
+            Timer::Request => {
+                if let Some((id, _)) = self.inflight {
+                    let why = format!("no answer within {:?}", guard::REQUEST_DEADLINE);
+                    self.on_http(now, id, Err(why));
+                }
+            }
             Timer::Search => self.search(now),
             Timer::Renew => self.renew(),
             Timer::Walk => self.start_walk(now, WalkPurpose::Collect),
@@ -2296,19 +2307,4 @@ impl PortManager {
             self.out.push_back(Output::Done);
         }
     }
-}
-
-fn is_igd_type(t: &str) -> bool {
-    t.contains(":device:InternetGatewayDevice:")
-        || t.contains(":service:WANIPConnection:")
-        || t.contains(":service:WANPPPConnection:")
-}
-
-/// The device UUID of a USN (`uuid:XXXX::urn:...` or `uuid:XXXX`).
-fn usn_uuid(usn: &str) -> String {
-    usn.split("::")
-        .next()
-        .unwrap_or(usn)
-        .trim()
-        .to_ascii_lowercase()
 }

@@ -21,6 +21,8 @@ pub const MAX_RESPONSE: usize = shared::soap::MAX_RESPONSE + 64 * 1024;
 
 /// Does one request under `timeout`.
 pub async fn request(req: &HttpRequest, timeout: Duration) -> Result<HttpResponse, String> {
+    // The core checks URLs from descriptions; this is the last line before the request line.
+    super::guard::check_url(&req.url)?;
     match tokio::time::timeout(timeout, exchange(req)).await {
         Ok(r) => r,
         Err(_) => Err(format!("no answer from {} within {timeout:?}", req.url)),
@@ -173,10 +175,20 @@ fn dechunk(mut b: &[u8]) -> Result<Option<Vec<u8>>, String> {
         if size == 0 {
             return Ok(Some(out)); // trailers, if any, are ignored
         }
-        if b.len() < size + 2 {
-            return Ok(None);
+        // The size is the peer's word: no chunk may exceed what we read at all, so `size + 2`
+        // cannot overflow (a size near usize::MAX used to panic the request task).
+        if size > MAX_RESPONSE {
+            return Err(format!("chunk of {size} bytes, more than {MAX_RESPONSE}"));
         }
-        out.extend_from_slice(&b[..size]);
+        let Some(chunk) = b.get(..size) else {
+            return Ok(None);
+        };
+        match b.get(size..size + 2) {
+            None => return Ok(None),
+            Some(b"\r\n") => {}
+            Some(_) => return Err("chunk not followed by CRLF".into()),
+        }
+        out.extend_from_slice(chunk);
         b = &b[size + 2..];
     }
 }
@@ -214,6 +226,34 @@ mod tests {
             ),
             Some(Err(_))
         ));
+    }
+
+    /// Issue 11: a chunk size near `u64::MAX` overflowed `size + 2` and panicked the request task.
+    #[test]
+    fn huge_chunk_size_is_an_error_not_a_panic() {
+        let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for size in [
+            "fffffffffffffffe",
+            "ffffffffffffffff",
+            "7fffffffffffffff",
+            "1000000",
+        ] {
+            let mut r = head.clone();
+            r.extend_from_slice(format!("{size}\r\nxx").as_bytes());
+            assert!(
+                matches!(complete(&r, false), Some(Err(_))),
+                "{size}: {:?}",
+                complete(&r, false)
+            );
+        }
+        // Seventeen hex digits do not fit a usize at all.
+        let mut r = head.clone();
+        r.extend_from_slice(b"10000000000000000\r\nxx");
+        assert!(matches!(complete(&r, true), Some(Err(_))));
+        // A chunk whose data is not followed by CRLF is malformed.
+        let mut r = head;
+        r.extend_from_slice(b"2\r\nabcd\r\n0\r\n\r\n");
+        assert!(matches!(complete(&r, false), Some(Err(_))));
     }
 
     #[test]

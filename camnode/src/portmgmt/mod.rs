@@ -5,6 +5,8 @@
 //!   representative's table walk, the own-port notice, rename, shutdown. Takes `now` and a seed;
 //!   tested with a virtual clock (`tests.rs`).
 //! - [`desc`]: the mapping description string that marks our cameras in the router's table.
+//! - [`guard`]: what is refused from the router (unsafe URLs, a control URL on another host) and
+//!   the deadline of every request.
 //! - [`http`]: a minimal HTTP/1.1 client for the description and SOAP.
 //! - [`listen`]: an extra listener on the mapped port for Fig. 8a.
 //! - [`run`]: the tokio driver: SSDP and LAN sockets, HTTP requests, timers, the Directory.
@@ -23,6 +25,7 @@
 
 pub mod core;
 pub mod desc;
+pub mod guard;
 pub mod http;
 pub mod listen;
 #[cfg(test)]
@@ -40,6 +43,7 @@ use tokio::sync::{mpsc, watch};
 pub use self::core::{Input, LanStats, Options, Output, PortManager};
 use crate::config::Config;
 use crate::directory::{Directory, NodeCommand};
+use crate::election::auth::LanAuth;
 use crate::identity::IdentityStore;
 
 /// The SSDP multicast group (UDA 1.1 §1.1.2).
@@ -57,6 +61,7 @@ pub fn placeholder_directory(web_port: u16) -> Directory {
         external_port: None,
         lan_port: web_port,
         peers: Vec::new(),
+        warning: None,
     }
 }
 
@@ -121,6 +126,13 @@ async fn recv_opt(
     }
 }
 
+/// The wall clock in milliseconds since the Unix epoch (sequence numbers, LAN key timestamps).
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Runs port management until shutdown; returns after our mapping is deleted (or the router
 /// did not answer within the shutdown deadline). Errors only when the sockets cannot be opened.
 pub async fn run(ctx: PortMgmtContext) -> anyhow::Result<()> {
@@ -134,16 +146,28 @@ pub async fn run(ctx: PortMgmtContext) -> anyhow::Result<()> {
     } = ctx;
     let lan_group = options.lan_group;
 
-    // Identity: made once, kept in the state directory.
-    let store = IdentityStore::new(&config.state_dir);
-    let (identity, dirty, err) = store.load_or_create(&config.name, rand::random);
+    // Identity: made once, kept in the state directory under the LAN interface's MAC, so nodes
+    // sharing a directory (one machine, several namespaces) are distinct.
+    let lan_if = crate::web::netif::lan_interface(config.listen);
+    let store = IdentityStore::for_mac(&config.state_dir, lan_if.as_ref().and_then(|i| i.mac));
+    if store.adopt_legacy() {
+        tracing::info!(path = %store.path().display(), "took over the identity file of an earlier version ({})", crate::identity::FILE_NAME);
+    }
+    let _identity_lock = match store.lock().map_err(anyhow::Error::msg)? {
+        Ok(f) => Some(f),
+        Err(why) => {
+            tracing::warn!(error = %why, "cannot lock the identity file; not checking for another camnode using it");
+            None
+        }
+    };
+    let (identity, dirty, err) = store.load_or_create(&config.name, crate::identity::new_id);
     if let Some(e) = err {
         tracing::warn!(path = %store.path().display(), error = %e, "identity file unreadable; starting a new identity");
     }
     if dirty && let Err(e) = store.save(&identity) {
         tracing::warn!(path = %store.path().display(), error = %e, "cannot save the identity; it will not survive a restart");
     }
-    tracing::info!(id = %identity.id_hex(), name = ?identity.name, "port management starting");
+    tracing::info!(id = %identity.id_hex(), name = ?identity.name, interface = ?lan_if.as_ref().map(|i| &i.name), file = %store.path().display(), "port management starting");
 
     // Sockets: SSDP search (ephemeral port, unicast answers), SSDP NOTIFY listener (1900, best
     // effort), the LAN protocol (group port).
@@ -170,13 +194,11 @@ pub async fn run(ctx: PortMgmtContext) -> anyhow::Result<()> {
     }
     let _ = lan.set_multicast_loop_v4(true); // other camnodes on this host; our own are ignored by id
 
-    let initial_seq = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let initial_seq = wall_ms();
     let mut pm = PortManager::new(
         options,
         identity,
-        rand::random(),
+        crate::identity::new_id(),
         initial_seq,
         Instant::now(),
     );
@@ -186,6 +208,12 @@ pub async fn run(ctx: PortMgmtContext) -> anyhow::Result<()> {
     let mut ssdp_buf = vec![0u8; shared::ssdp::MAX_MESSAGE];
     let mut notify_buf = vec![0u8; shared::ssdp::MAX_MESSAGE];
     let mut lan_buf = vec![0u8; shared::lanproto::MAX_MESSAGE + 1];
+    // The LAN key (election::auth): seal what we send, drop what is not sealed with it.
+    let mut lan_auth =
+        (!config.lan_key.is_empty()).then(|| LanAuth::new(config.lan_key.as_bytes()));
+    if lan_auth.is_some() {
+        tracing::info!("LAN messages are authenticated with the LAN key");
+    }
 
     loop {
         while let Some(out) = pm.poll_output() {
@@ -205,7 +233,10 @@ pub async fn run(ctx: PortMgmtContext) -> anyhow::Result<()> {
                         let _ = tx.send((id, result)).await;
                     });
                 }
-                Output::Lan { to, data } => {
+                Output::Lan { to, mut data } => {
+                    if let Some(a) = &lan_auth {
+                        a.seal(&mut data, wall_ms());
+                    }
                     if let Err(e) = lan.send_to(&data, to).await {
                         tracing::debug!(%to, error = %e, "LAN message not sent");
                     }
@@ -248,7 +279,19 @@ pub async fn run(ctx: PortMgmtContext) -> anyhow::Result<()> {
                 Err(_) => continue,
             },
             r = lan.recv_from(&mut lan_buf) => match r {
-                Ok((n, SocketAddr::V4(from))) => Input::Lan { from, data: lan_buf[..n].to_vec() },
+                Ok((n, SocketAddr::V4(from))) => {
+                    let mut data = lan_buf[..n].to_vec();
+                    if let Some(a) = &mut lan_auth {
+                        match a.open(&data, wall_ms()) {
+                            Ok(len) => data.truncate(len),
+                            Err(e) => {
+                                tracing::debug!(%from, error = %e, stats = ?a.stats(), "LAN datagram dropped (LAN key)");
+                                continue;
+                            }
+                        }
+                    }
+                    Input::Lan { from, data }
+                }
                 _ => continue,
             },
             Some((id, result)) = http_rx.recv() => Input::Http { id, result },

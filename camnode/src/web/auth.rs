@@ -57,6 +57,40 @@ pub fn authorize(
     }
 }
 
+/// Why a change request looks cross-site, if it does: a browser names the page that made it in
+/// `Origin` (RFC 6454 §7; sent with every cross-origin POST, forms included), and a page on
+/// another site must not rename or move the camera with the viewer's LAN position. The origin's
+/// host and port must be the `Host` the request was sent to. Requests without `Origin` (curl,
+/// scripts) are not browsers' cross-site requests.
+pub fn cross_site(headers: &hyper::HeaderMap) -> Option<String> {
+    let origin = headers.get(hyper::header::ORIGIN)?;
+    let origin = origin.to_str().unwrap_or("");
+    let host = headers
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let origin_host = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .unwrap_or("");
+    let default_port = |h: &str| {
+        if h.contains(':') && !h.ends_with(']') {
+            h.to_ascii_lowercase()
+        } else {
+            format!("{}:80", h.to_ascii_lowercase())
+        }
+    };
+    if !origin_host.is_empty()
+        && !host.is_empty()
+        && default_port(origin_host) == default_port(host)
+    {
+        return None;
+    }
+    Some(format!(
+        "refused: a change requested by the page {origin:?} for {host:?}; make changes from this camera's own page"
+    ))
+}
+
 /// The password in an `Authorization: Basic base64(user:password)` header.
 pub fn basic_password(header: &str) -> Option<String> {
     let (scheme, rest) = header.trim().split_once(' ')?;
@@ -170,6 +204,38 @@ mod tests {
             authorize(Place::Outside, "secret", Some("Basic !!!"), None),
             Err(Refusal::PasswordMissing)
         );
+    }
+
+    #[test]
+    fn cross_site_changes_are_refused() {
+        let h = |pairs: &[(&str, &str)]| {
+            let mut m = hyper::HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(
+                    hyper::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    v.parse().unwrap(),
+                );
+            }
+            m
+        };
+        assert_eq!(cross_site(&h(&[("host", "192.168.1.100:8080")])), None);
+        assert_eq!(
+            cross_site(&h(&[
+                ("host", "192.168.1.100:8080"),
+                ("origin", "http://192.168.1.100:8080")
+            ])),
+            None
+        );
+        assert_eq!(
+            cross_site(&h(&[("host", "cam.lan"), ("origin", "http://CAM.lan:80")])),
+            None
+        );
+        for origin in ["http://evil.example", "null", "http://192.168.1.100:8081"] {
+            assert!(
+                cross_site(&h(&[("host", "192.168.1.100:8080"), ("origin", origin)])).is_some(),
+                "{origin}"
+            );
+        }
     }
 
     #[test]

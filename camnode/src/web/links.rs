@@ -151,6 +151,7 @@ mod tests {
             external_port: Some(8080),
             lan_port: 8080,
             peers: vec![],
+            warning: None,
         }
     }
 

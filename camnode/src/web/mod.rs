@@ -9,10 +9,12 @@
 //! | `GET /stream.mjpg`, `GET /?action=stream` | `multipart/x-mixed-replace` MJPEG, `Content-Length` per part; at most `max_streams` at once, 503 beyond |
 //! | `GET /status.json` | role, reachability, ports, external address, peers with links for this viewer, frame rate, viewers |
 //! | `GET /ptz` | the current pan/tilt/zoom |
-//! | `GET /ptz?pan=&tilt=&zoom=`, `POST /ptz` (JSON or form) | move the camera (digital PTZ on the synthetic source) |
+//! | `POST /ptz` (JSON or form) | move the camera (digital PTZ on the synthetic source); `GET /ptz?zoom=...` is refused (405): state changes only by POST |
 //! | `POST /name` (form or JSON `{"name": ...}`) | rename: sent to port management as [`NodeCommand::Rename`] |
 //!
-//! Changes (PTZ, rename) from outside the LAN need the configured password ([`auth`]); links are
+//! Changes (PTZ, rename) from outside the LAN need the configured password ([`auth`]), with
+//! wrong guesses limited per address, and are refused with a foreign `Origin`; connections are
+//! capped in total and per client, with time limits for heads and bodies ([`limits`]); links are
 //! built for the viewer's side of the router ([`links`]).
 //!
 //! The service runs over any byte stream: [`serve_connection`] takes an `AsyncRead + AsyncWrite`
@@ -21,6 +23,7 @@
 
 pub mod auth;
 pub mod form;
+pub mod limits;
 pub mod links;
 pub mod mjpeg;
 pub mod netif;
@@ -70,6 +73,8 @@ pub struct WebState {
     pub(crate) streams: Arc<Semaphore>,
     subnets: Mutex<Option<(Instant, Vec<Subnet>)>>,
     pub(crate) started: Instant,
+    pub(crate) conns: limits::ConnLimits,
+    pub(crate) passwords: limits::PasswordGuard,
 }
 
 /// How a connection reached us.
@@ -97,6 +102,8 @@ impl WebState {
             streams,
             subnets: Mutex::new(None),
             started: Instant::now(),
+            conns: limits::ConnLimits::default(),
+            passwords: limits::PasswordGuard::default(),
         })
     }
 
@@ -130,13 +137,18 @@ pub async fn serve_connection<IO>(
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // Over the caps: close at once (the client sees a reset or EOF).
+    let Some(_place) = state.conns.admit(conn.peer.ip()) else {
+        tracing::debug!(peer = %conn.peer, "connection refused: too many connections");
+        return Ok(());
+    };
     let service = service_fn(move |req| {
         let state = state.clone();
         async move { Ok::<_, Infallible>(handle(&state, &conn, req).await) }
     });
     http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(20))
+        .header_read_timeout(limits::HEADER_TIMEOUT)
         .serve_connection(TokioIo::new(io), service)
         .await
 }

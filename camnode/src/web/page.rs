@@ -110,6 +110,7 @@ fieldset {{ margin: 1em 0; }}
 <body>
 <h1 id="name">{name}</h1>
 <p><span class="role" id="role">{role}</span> <span id="reach">{reach}</span></p>
+<p id="warning" hidden></p>
 <img class="live" src="/stream.mjpg" width="{width}" height="{height}" alt="live picture of {name}">
 <p id="stats"></p>
 <section id="others"{list_hidden}>
@@ -138,6 +139,7 @@ let ptz = {{pan: 0, tilt: 0, zoom: 1}};
 function text(id, t) {{ const e = document.getElementById(id); if (e.textContent !== t) e.textContent = t; }}
 function render(s) {{
   text("name", s.name); text("role", s.role); text("reach", s.reachability.text);
+  text("warning", s.warning || ""); document.getElementById("warning").hidden = !s.warning;
   document.title = s.name + " - camnode";
   text("stats", s.camera.fps + " frames/s, " + s.camera.viewers + " viewer(s), " + s.camera.source);
   ptz = s.camera.ptz;
@@ -201,6 +203,7 @@ mod tests {
             external_port: Some(8080),
             lan_port: 8080,
             peers,
+            warning: None,
         }
     }
 

@@ -94,7 +94,15 @@ where
                 .iter()
                 .any(|k| form::get(&query, k).is_some())
             {
-                ptz_change(state, conn, &req, &query)
+                // A GET must not change state (RFC 9110 §9.2.1): an <img src> on any page
+                // could move the camera.
+                let mut r = text(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "moving the camera needs POST /ptz (form or JSON: pan, tilt, zoom); GET /ptz only reads the position",
+                );
+                r.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("POST"));
+                r
             } else {
                 ptz_response(state, StatusCode::OK)
             }
@@ -192,9 +200,22 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let bytes = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) => {
+    let collected = tokio::time::timeout(
+        super::limits::BODY_TIMEOUT,
+        Limited::new(body, MAX_BODY).collect(),
+    );
+    let bytes = match collected.await {
+        Ok(Ok(c)) => c.to_bytes(),
+        Err(_) => {
+            return Err(text(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {:?}",
+                    super::limits::BODY_TIMEOUT
+                ),
+            ));
+        }
+        Ok(Err(e)) => {
             return Err(text(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("cannot read the body ({e}); at most {MAX_BODY} bytes"),
@@ -251,18 +272,42 @@ fn refusal<B>(
 ) -> Option<Resp> {
     let dir = state.dir.borrow().clone();
     let place = place_of(state, conn, &dir);
+    if let Some(why) = auth::cross_site(req.headers()) {
+        return Some(text(StatusCode::FORBIDDEN, why));
+    }
+    let ip = conn.peer.ip();
+    let now = std::time::Instant::now();
+    if place != Place::Lan
+        && let Err(wait) = state.passwords.check(ip, now)
+    {
+        let mut r = text(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "too many wrong passwords from {ip}; try again in {} s",
+                wait.as_secs() + 1
+            ),
+        );
+        if let Ok(v) = HeaderValue::from_str(&(wait.as_secs() + 1).to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return Some(r);
+    }
     let authorization = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    auth::authorize(
+    let verdict = auth::authorize(
         place,
         &state.config.password,
         authorization,
         form::get(fields, "password"),
-    )
-    .err()
-    .map(|refusal| {
+    );
+    match verdict {
+        Err(Refusal::PasswordWrong) => state.passwords.failed(ip, now),
+        Ok(()) if place != Place::Lan => state.passwords.succeeded(ip),
+        _ => {}
+    }
+    verdict.err().map(|refusal| {
         let status = match refusal {
             Refusal::NoPasswordConfigured => StatusCode::FORBIDDEN,
             Refusal::PasswordMissing | Refusal::PasswordWrong => StatusCode::UNAUTHORIZED,
@@ -417,6 +462,7 @@ fn status(state: &WebState, conn: &ConnInfo, dir: &Directory, place: Place) -> V
         "node_id": dir.node_id,
         "name": dir.name,
         "role": dir.role.name(),
+        "warning": dir.warning,
         "reachability": reachability_json(&dir.reachability),
         "external_addr": dir.external_addr,
         "domain": domain,
@@ -494,6 +540,7 @@ mod tests {
                 source: PeerSource::Notice,
                 last_seen: Instant::now(),
             }],
+            warning: None,
         };
         let (dir_tx, dir_rx) = watch::channel(dir);
         let (cmd_tx, commands) = mpsc::channel(4);
@@ -556,9 +603,11 @@ mod tests {
             ("GET", "/?x=%zz", StatusCode::BAD_REQUEST),
             ("DELETE", "/", StatusCode::METHOD_NOT_ALLOWED),
             ("GET", "/name", StatusCode::METHOD_NOT_ALLOWED),
-            ("GET", "/ptz?zoom=abc", StatusCode::BAD_REQUEST),
-            ("GET", "/ptz?zoom=99", StatusCode::BAD_REQUEST),
-            ("GET", "/ptz?pan=NaN", StatusCode::BAD_REQUEST),
+            ("POST", "/ptz?zoom=abc", StatusCode::BAD_REQUEST),
+            ("POST", "/ptz?zoom=99", StatusCode::BAD_REQUEST),
+            ("POST", "/ptz?pan=NaN", StatusCode::BAD_REQUEST),
+            // Issue 11: a GET never changes state (an <img src> could move the camera).
+            ("GET", "/ptz?zoom=2", StatusCode::METHOD_NOT_ALLOWED),
         ];
         for (m, uri, want) in cases {
             let r = handle(s, &local(), req(m, uri, None, "")).await;
@@ -662,7 +711,7 @@ mod tests {
         .await;
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
         assert!(body_text(r).await.contains("--password"));
-        let r = handle(&f.state, &outside(), req("GET", "/ptz?zoom=2", None, "")).await;
+        let r = handle(&f.state, &outside(), req("POST", "/ptz?zoom=2", None, "")).await;
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
         assert!(f.commands.try_recv().is_err());
         // Reading is fine from anywhere.
@@ -721,6 +770,63 @@ mod tests {
             StatusCode::OK
         );
         assert_eq!(f.state.hub.stats().ptz.zoom, 2.0);
+    }
+
+    /// Issue 11: the password from outside could be guessed as fast as the network allowed.
+    /// After five wrong ones an address gets 429 (even with the right one) for a minute; other
+    /// addresses are not affected. And a page on another site cannot make a LAN viewer's
+    /// browser rename or move the camera.
+    #[tokio::test]
+    async fn wrong_passwords_are_limited_per_address_and_cross_site_changes_refused() {
+        let mut f = fixture("s3cret", 10);
+        let rename = |pw: &str| {
+            req(
+                "POST",
+                "/name",
+                Some("application/json"),
+                &format!(r#"{{"name":"x","password":"{pw}"}}"#),
+            )
+        };
+        for _ in 0..super::super::limits::MAX_FAILURES {
+            let r = handle(&f.state, &outside(), rename("guess")).await;
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        }
+        let r = handle(&f.state, &outside(), rename("s3cret")).await;
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(r.headers().contains_key(header::RETRY_AFTER));
+        assert!(f.commands.try_recv().is_err());
+        let elsewhere = ConnInfo {
+            peer: SocketAddr::from(([198, 51, 100, 11], 40000)),
+            local: None,
+        };
+        let r = handle(&f.state, &elsewhere, rename("s3cret")).await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        assert!(f.commands.try_recv().is_ok());
+        // Cross-site, from the LAN (no password needed there): refused.
+        let mut q = req(
+            "POST",
+            "/ptz",
+            Some("application/x-www-form-urlencoded"),
+            "zoom=4",
+        );
+        q.headers_mut()
+            .insert(header::HOST, HeaderValue::from_static("192.168.1.100:8080"));
+        q.headers_mut().insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://evil.example"),
+        );
+        let r = handle(&f.state, &local(), q).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert_eq!(f.state.hub.stats().ptz.zoom, 1.0);
+        // The camera's own page (same origin) may.
+        let mut q = req("POST", "/ptz", Some("application/json"), r#"{"zoom": 4}"#);
+        q.headers_mut()
+            .insert(header::HOST, HeaderValue::from_static("192.168.1.100:8080"));
+        q.headers_mut().insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://192.168.1.100:8080"),
+        );
+        assert_eq!(handle(&f.state, &local(), q).await.status(), StatusCode::OK);
     }
 
     #[tokio::test]
