@@ -1110,3 +1110,44 @@ async fn natpmp_and_pcp() {
     assert!(igd.handle.stats().pmp_malformed >= 2);
     igd.stop().await;
 }
+
+/// Issue 11: the first SID equalled the device UUID on every fresh start (both drawn from one
+/// time-seeded generator), so any LAN host could cancel another control point's subscription.
+/// SIDs and UUIDs now come from the OS random source: two fresh starts with the same seed
+/// share neither, and no SID is a UUID of the device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sids_and_uuids_come_from_the_os_random_source() {
+    let (sink, _rx) = event_sink();
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let igd = Igd::start(None, |_| {}).await;
+        let addr = igd.handle.http_addr();
+        let (s, desc) = raw_http(
+            addr,
+            format!("GET /rootDesc.xml HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                .into_bytes(),
+        )
+        .await;
+        assert_eq!(s, 200, "{desc}");
+        let udns: Vec<String> = desc
+            .split("<UDN>")
+            .skip(1)
+            .filter_map(|p| p.split("</UDN>").next())
+            .map(str::to_string)
+            .collect();
+        assert_eq!(udns.len(), 3, "{desc}");
+        let (s, text) = raw_http(addr, format!("SUBSCRIBE /evt/IPConn HTTP/1.1\r\nHost: {addr}\r\nCALLBACK: <http://{sink}/cb>\r\nNT: upnp:event\r\nTIMEOUT: Second-300\r\nConnection: close\r\n\r\n").into_bytes()).await;
+        assert_eq!(s, 200, "{text}");
+        let sid = text
+            .lines()
+            .find_map(|l| l.strip_prefix("sid: ").or_else(|| l.strip_prefix("SID: ")))
+            .unwrap()
+            .trim()
+            .to_string();
+        assert!(!udns.contains(&sid), "SID {sid} is a UDN: {udns:?}");
+        seen.push((udns, sid));
+        igd.stop().await;
+    }
+    assert_ne!(seen[0].0, seen[1].0, "two fresh starts, one UUID");
+    assert_ne!(seen[0].1, seen[1].1, "two fresh starts, one SID");
+}

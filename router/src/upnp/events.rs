@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use rand::{Rng, SeedableRng, rngs::SmallRng};
+use rand::{Rng, TryRngCore, rngs::OsRng};
 use shared::gena::{EventNotify, Subscription, Timeout, next_seq};
 use shared::igd::ServiceKind;
 use shared::url::HttpUrl;
@@ -84,8 +84,17 @@ pub struct Delivery {
 #[derive(Debug)]
 pub struct Subscribers<T> {
     subs: HashMap<String, Sub<T>>,
-    rng: SmallRng,
     max: usize,
+}
+
+/// A random UUID (RFC 4122 version 4 layout) from the OS random source (getrandom(2)).
+///
+/// SIDs and the device UUIDs are capabilities: a SID lets its holder renew or cancel the
+/// subscription (UDA 1.1 §4.1.3-§4.1.4), so they must not be guessable from each other or from
+/// the time of the start. OsRng fails only without /dev/urandom and getrandom(2), where no
+/// router can run.
+pub fn os_uuid() -> String {
+    random_uuid(&mut OsRng.unwrap_err())
 }
 
 /// A random UUID (RFC 4122 version 4 layout) from `rng`.
@@ -105,11 +114,10 @@ pub fn random_uuid(rng: &mut impl Rng) -> String {
 }
 
 impl<T> Subscribers<T> {
-    /// An empty table; SIDs drawn from `seed`.
-    pub fn new(seed: u64, max: usize) -> Self {
+    /// An empty table; SIDs drawn from the OS random source ([`os_uuid`]).
+    pub fn new(max: usize) -> Self {
         Subscribers {
             subs: HashMap::new(),
-            rng: SmallRng::seed_from_u64(seed),
             max,
         }
     }
@@ -143,7 +151,7 @@ impl<T> Subscribers<T> {
             return Err(SubError::Full);
         }
         let granted = Timeout::grant(req.timeout, MIN_TIMEOUT, MAX_TIMEOUT, MAX_TIMEOUT);
-        let sid = format!("uuid:{}", random_uuid(&mut self.rng));
+        let sid = format!("uuid:{}", os_uuid());
         let handle = handle(&sid);
         self.subs.insert(
             sid.clone(),
@@ -334,7 +342,7 @@ mod tests {
     #[test]
     fn subscribe_renew_expire_unsubscribe() {
         let t0 = Instant::now();
-        let mut t: Subscribers<()> = Subscribers::new(1, 4);
+        let mut t: Subscribers<()> = Subscribers::new(4);
         let me: IpAddr = "192.168.1.100".parse().unwrap();
         let (sid, granted) = t
             .subscribe(t0, ServiceKind::WanIpConnection, me, &sub(SUB), |_| ())
@@ -384,7 +392,7 @@ mod tests {
     #[test]
     fn call_stranger_and_limit() {
         let t0 = Instant::now();
-        let mut t: Subscribers<()> = Subscribers::new(1, 2);
+        let mut t: Subscribers<()> = Subscribers::new(2);
         let other: IpAddr = "192.168.1.101".parse().unwrap();
         assert_eq!(
             t.subscribe(t0, ServiceKind::WanIpConnection, other, &sub(SUB), |_| ()),
@@ -415,7 +423,7 @@ mod tests {
     #[test]
     fn seq_per_subscriber() {
         let t0 = Instant::now();
-        let mut t: Subscribers<u8> = Subscribers::new(7, 8);
+        let mut t: Subscribers<u8> = Subscribers::new(8);
         let me: IpAddr = "192.168.1.100".parse().unwrap();
         let (a, _) = t
             .subscribe(t0, ServiceKind::WanIpConnection, me, &sub(SUB), |_| 1)
