@@ -214,6 +214,8 @@ pub struct FileConfig {
     pub upnp: crate::upnp::UpnpSection,
     #[serde(default)]
     pub dhcp: crate::dhcp::DhcpSection,
+    #[serde(default)]
+    pub admin: crate::access::AdminSection,
 }
 
 /// `[nat]`: the behaviour. Enum values are strings so that a bad value names its field.
@@ -414,6 +416,8 @@ pub struct Config {
     /// `[dhcp]`: the DHCP server (validated; the subnet checks also run at start, once the
     /// LAN address is read from the interface).
     pub dhcp: crate::dhcp::DhcpSection,
+    /// `[admin]`: password, host names and connection caps of the control API (validated).
+    pub admin: crate::access::AdminSection,
 }
 
 impl Config {
@@ -564,6 +568,9 @@ impl Config {
         file.dhcp
             .validate(lan_addr)
             .map_err(|(field, problem, fix)| field_err(&format!("dhcp.{field}"), problem, fix))?;
+        file.admin
+            .validate()
+            .map_err(|(field, problem, fix)| field_err(&format!("admin.{field}"), problem, fix))?;
 
         Ok(Config {
             wan_iface,
@@ -586,6 +593,7 @@ impl Config {
             cleanup_stale: args.cleanup_stale,
             upnp: file.upnp,
             dhcp: file.dhcp,
+            admin: file.admin,
         })
     }
 }

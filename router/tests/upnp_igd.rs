@@ -661,9 +661,11 @@ async fn hostile_http_input_gets_errors_and_service_survives() {
     assert_eq!(s, 500);
     // too large: 413
     let big = vec![b'a'; 64 * 1024];
-    let (s, _) = raw_http(addr, soap_request("/ctl/IPConn", addr, None, &big)).await;
+    let (s, _) = raw_http(addr, soap_request("/ctl/IPConn", addr, Some("\"\""), &big)).await;
     assert_eq!(s, 413);
-    // body-only (no SOAPAction), SOAPAction without quotes
+    // without SOAPAction: 401 (UDA 1.1 §3.2.1 requires it; a browser cannot send it to another
+    // origin without a preflight); `""` leaves the body to name the action (SOAP 1.1 §6.1.1);
+    // SOAPAction without quotes
     let req = soap::ActionRequest {
         service_type: "urn:schemas-upnp-org:service:WANIPConnection:1".into(),
         action: "GetExternalIPAddress".into(),
@@ -671,6 +673,8 @@ async fn hostile_http_input_gets_errors_and_service_survives() {
     }
     .emit();
     let (s, b) = raw_http(addr, soap_request("/ctl/IPConn", addr, None, &req)).await;
+    assert_eq!((s, error_code(&b)), (500, Some(401)), "{b}");
+    let (s, b) = raw_http(addr, soap_request("/ctl/IPConn", addr, Some("\"\""), &req)).await;
     assert!(s == 200 && b.contains(&WAN.to_string()), "{b}");
     let (s, _) = raw_http(
         addr,
@@ -696,7 +700,7 @@ async fn hostile_http_input_gets_errors_and_service_survives() {
     .await;
     assert_eq!(error_code(&b), Some(401));
     // Expect: 100-continue
-    let mut r = soap_request("/ctl/IPConn", addr, None, &req);
+    let mut r = soap_request("/ctl/IPConn", addr, Some("\"\""), &req);
     let head_end = r.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
     r.splice(
         head_end + 2..head_end + 2,
