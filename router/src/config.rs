@@ -46,6 +46,7 @@ CONTROL API (LAN only, default http://<LAN address>:80):
   GET  /api/status  /api/sessions  /api/forwards  /metrics
   POST /api/preset (body: preset name)   POST /api/behaviour (JSON fields)   POST /api/flush
   POST /api/wan (body: ADDR/LEN)         POST /api/forwards (JSON)   DELETE /api/forwards/PROTO/PORT
+  POSTs need Content-Type: application/json; [admin] password adds HTTP Basic auth
 
 PRESETS:
   home             endpoint-independent mapping, address-and-port-dependent filtering,
@@ -1062,6 +1063,12 @@ mod tests {
             ("wan_addr = \"x\"\n", "wan_addr"),
             ("lan_addr = \"192.168.1.1\"\n", "lan_addr"),
             ("[control]\nlisten = \"x\"\n", "control.listen"),
+            ("[admin]\npassword = \"\"\n", "admin.password"),
+            ("[admin]\nhosts = [\"http://r\"]\n", "admin.hosts"),
+            (
+                "[admin]\nmax_connections_per_client = 0\n",
+                "admin.max_connections_per_client",
+            ),
             ("[routing]\ntable = 254\n", "routing.table"),
             ("[routing]\npref_lan = 5\n", "routing.pref_lan"),
             (
