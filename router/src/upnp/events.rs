@@ -27,6 +27,9 @@ pub const MIN_TIMEOUT: u32 = 60;
 pub const MAX_TIMEOUT: u32 = 1800;
 /// Most subscriptions at once (a 503 past it).
 pub const MAX_SUBSCRIBERS: usize = 64;
+/// Most subscriptions from one LAN host (a 503 past it), so that one host cannot take them
+/// all: three evented services, a few control points each.
+pub const MAX_SUBSCRIBERS_PER_CLIENT: usize = 12;
 /// Events queued per subscriber before new ones are dropped.
 pub const QUEUE: usize = 16;
 /// Time for one NOTIFY delivery: connect, send, read the status line.
@@ -58,6 +61,8 @@ impl SubError {
 pub struct Sub<T> {
     /// The evented service.
     pub service: ServiceKind,
+    /// Who subscribed.
+    pub client: IpAddr,
     /// Callback URLs, in order of preference.
     pub callbacks: Vec<HttpUrl>,
     /// When it ends unless renewed.
@@ -147,7 +152,12 @@ impl<T> Subscribers<T> {
         if !req.callbacks_point_at(subscriber) {
             return Err(SubError::Precondition);
         }
-        if self.subs.len() >= self.max {
+        let from_client = self
+            .subs
+            .values()
+            .filter(|s| s.client == subscriber)
+            .count();
+        if self.subs.len() >= self.max || from_client >= self.max.min(MAX_SUBSCRIBERS_PER_CLIENT) {
             return Err(SubError::Full);
         }
         let granted = Timeout::grant(req.timeout, MIN_TIMEOUT, MAX_TIMEOUT, MAX_TIMEOUT);
@@ -157,6 +167,7 @@ impl<T> Subscribers<T> {
             sid.clone(),
             Sub {
                 service,
+                client: subscriber,
                 callbacks: req.callbacks.clone(),
                 expires: now + Duration::from_secs(u64::from(granted)),
                 next_seq: 0,
@@ -414,6 +425,34 @@ mod tests {
                 ServiceKind::WanIpConnection,
                 me,
                 &sub(SUB),
+                |_| ()
+            )
+            .is_ok()
+        );
+    }
+
+    /// Issue 11: one LAN host cannot take every subscription.
+    #[test]
+    fn one_host_gets_its_share_of_subscriptions() {
+        let t0 = Instant::now();
+        let mut t: Subscribers<()> = Subscribers::new(MAX_SUBSCRIBERS);
+        let me: IpAddr = "192.168.1.100".parse().unwrap();
+        for _ in 0..MAX_SUBSCRIBERS_PER_CLIENT {
+            t.subscribe(t0, ServiceKind::WanIpConnection, me, &sub(SUB), |_| ())
+                .unwrap();
+        }
+        assert_eq!(
+            t.subscribe(t0, ServiceKind::WanIpConnection, me, &sub(SUB), |_| ()),
+            Err(SubError::Full)
+        );
+        let other: IpAddr = "192.168.1.101".parse().unwrap();
+        let theirs = String::from_utf8_lossy(SUB).replace("1.100", "1.101");
+        assert!(
+            t.subscribe(
+                t0,
+                ServiceKind::WanIpConnection,
+                other,
+                &sub(theirs.as_bytes()),
                 |_| ()
             )
             .is_ok()

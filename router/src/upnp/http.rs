@@ -5,7 +5,10 @@
 //! Limits: request bodies up to [`shared::soap::MAX_REQUEST`] (16 KiB, else 413), heads up to
 //! `http1::MAX_HEAD` (16 KiB, else 431), the head within [`HEADER_TIMEOUT`], the body within
 //! [`BODY_TIMEOUT`] (else 408), a connection for at most [`CONNECTION_TIMEOUT`], at most
-//! [`MAX_CONNECTIONS`] at once. Every request gets an answer: a SOAP fault or an HTTP error.
+//! [`MAX_CONNECTIONS`] at once and [`MAX_CONNECTIONS_PER_CLIENT`] from one LAN host (more are
+//! closed at once). Every request gets an answer: a SOAP fault or an HTTP error. SOAP control
+//! needs `Content-Type: text/xml`, a `SOAPACTION` field and the router's address in `Host`
+//! ([`soap_refusal`]): a web page elsewhere can send none of them.
 //!
 //! How it is served: control points open a connection per request (miniupnpc's upnpc does,
 //! with `Connection: close`), so the cost of a request is mostly the cost of a connection:
@@ -39,12 +42,13 @@ use shared::soap::{self, ActionRequest, ActionResponse, Fault, SoapAction};
 use shared::upnp_error::UpnpError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::watch;
 use tokio::time::{Instant, timeout_at};
 
 use super::events::{self, SubError};
 use super::http1::{self, Body, Framing, Head};
 use super::{SERVER as SERVER_TOKEN, Shared, lock};
+use crate::httpguard::{ConnLimiter, ConnPermit};
 
 /// Time to receive a request head.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -52,8 +56,12 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest a connection (keep-alive included) may stay open.
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
-/// Connections served at once; more wait in the accept queue.
+/// Connections served at once; more are closed at once.
 pub const MAX_CONNECTIONS: usize = 256;
+/// Connections one LAN host may hold; more from it are closed at once, so one host holding
+/// idle or trickling connections (slowloris) leaves the rest to the others. A control point
+/// walking the table uses one at a time.
+pub const MAX_CONNECTIONS_PER_CLIENT: usize = 16;
 /// How long a closing connection still reads (and drops) what the client sends, so that the
 /// close does not reset the answer away (RFC 9112 §9.6), and how much.
 const LINGER: Duration = Duration::from_secs(2);
@@ -134,16 +142,18 @@ impl Drop for Acceptor {
 /// runtime needs epoll_wait and accept4 until EAGAIN, and a control point's request does not
 /// wait behind the router's other tasks on the runtime thread, nor they behind it.
 fn accept_loop(listener: &std::net::TcpListener, shared: &Arc<Shared>, stopping: &AtomicBool) {
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let limit = ConnLimiter::new(MAX_CONNECTIONS, MAX_CONNECTIONS_PER_CLIENT);
     while !stopping.load(Ordering::Acquire) {
-        // At most MAX_CONNECTIONS: more wait in the accept queue.
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            std::thread::sleep(Duration::from_millis(10));
-            continue;
-        };
         match accept(listener) {
             Ok((stream, peer)) => {
-                serve_inline(shared, stream, peer, permit);
+                match limit.admit(peer.ip()) {
+                    Ok(permit) => serve_inline(shared, stream, peer, permit),
+                    Err(why) => {
+                        // Closed unanswered: what it sent would only be more of the same.
+                        shared.stats.http_refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!("upnp http: {peer} refused: {why:?}");
+                    }
+                }
                 look_for_the_next(listener);
             }
             Err(_) if stopping.load(Ordering::Acquire) => return,
@@ -224,12 +234,7 @@ fn accept(listener: &std::net::TcpListener) -> io::Result<(StdStream, SocketAddr
 
 /// Answers what the client has already sent, without blocking; hands whatever would wait to
 /// a task ([`conn_task`]).
-fn serve_inline(
-    shared: &Arc<Shared>,
-    stream: StdStream,
-    peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
-) {
+fn serve_inline(shared: &Arc<Shared>, stream: StdStream, peer: SocketAddr, permit: ConnPermit) {
     let mut conn = Conn::new(peer);
     match conn.read_now(&stream) {
         // Closed (or reset) before a byte: nothing to answer.

@@ -323,6 +323,8 @@ pub struct Stats {
     pub http_requests: AtomicU64,
     /// HTTP requests refused before reaching SOAP / GENA (size, time, method, path).
     pub http_errors: AtomicU64,
+    /// Connections closed unanswered: the client (or the server) had its most open.
+    pub http_refused: AtomicU64,
     /// SOAP requests answered with a fault.
     pub soap_faults: AtomicU64,
     /// SOAP bodies that did not parse.
@@ -360,6 +362,7 @@ pub struct StatsSnapshot {
     pub ssdp_dropped: u64,
     pub http_requests: u64,
     pub http_errors: u64,
+    pub http_refused: u64,
     pub soap_faults: u64,
     pub soap_malformed: u64,
     pub gena_refused: u64,
@@ -515,6 +518,7 @@ impl UpnpHandle {
             ssdp_dropped: g(&s.ssdp_dropped),
             http_requests: g(&s.http_requests),
             http_errors: g(&s.http_errors),
+            http_refused: g(&s.http_refused),
             soap_faults: g(&s.soap_faults),
             soap_malformed: g(&s.soap_malformed),
             gena_refused: g(&s.gena_refused),
