@@ -227,14 +227,8 @@ impl Access {
 
 /// `application/json`, parameters allowed.
 fn is_json(headers: &HeaderMap) -> bool {
-    headers.get(CONTENT_TYPE).is_some_and(|v| {
-        let media = v
-            .as_bytes()
-            .split(|b| *b == b';')
-            .next()
-            .unwrap_or_default();
-        media.trim_ascii().eq_ignore_ascii_case(b"application/json")
-    })
+    let ct = headers.get(CONTENT_TYPE).map(|v| v.as_bytes());
+    httpguard::media_type_is(ct, "application/json")
 }
 
 /// The password of `Authorization: Basic base64(user:password)` (RFC 7617 §2).

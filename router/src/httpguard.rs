@@ -70,6 +70,15 @@ pub fn origin_allowed(value: &[u8], addrs: &[IpAddr], names: &[String]) -> bool 
     !rest.contains('/') && host_allowed(Some(rest.as_bytes()), addrs, names)
 }
 
+/// Whether a `Content-Type` value has the media type `want` (case-insensitive, parameters
+/// such as `charset` allowed; RFC 9110 §8.3.1).
+pub fn media_type_is(value: Option<&[u8]>, want: &str) -> bool {
+    value.is_some_and(|v| {
+        let media = v.split(|b| *b == b';').next().unwrap_or_default();
+        media.trim_ascii().eq_ignore_ascii_case(want.as_bytes())
+    })
+}
+
 /// Counts open connections, in all and per client address, against two caps.
 #[derive(Debug)]
 pub struct ConnLimiter {

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use tests::{Lab, LabOptions, RouterKind, repo_root, require_root};
+use tests::{Lab, LabOptions, RouterKind, python, repo_root, require_root};
 
 fn assets() -> String {
     repo_root()
@@ -104,7 +104,7 @@ fn pages_elsewhere_cannot_change_or_read_the_router() {
     lab.spawn(
         "viewer",
         &[
-            "python3",
+            python(),
             &script,
             &viewer,
             "8081",

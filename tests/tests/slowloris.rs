@@ -6,19 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use tests::{Lab, LabOptions, RouterKind, repo_root, require_root};
+use tests::{Lab, LabOptions, RouterKind, python, repo_root, require_root};
 
 const ATTACK_SECS: u64 = 40;
-
-fn python() -> String {
-    std::process::Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "python3".to_string())
-}
 
 #[test]
 fn a_slowloris_from_one_lan_host_does_not_starve_another() {
@@ -56,7 +46,7 @@ fn a_slowloris_from_one_lan_host_does_not_starve_another() {
     lab.spawn(
         "cam1",
         &[
-            &python(),
+            python(),
             &script.to_string_lossy(),
             "192.168.1.1",
             "80,5000",

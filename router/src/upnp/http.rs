@@ -616,15 +616,8 @@ fn soap_refusal(shared: &Shared, head: &Head) -> Option<SoapRefusal> {
     if !crate::httpguard::host_allowed(host, &own, &[]) {
         return Some(SoapRefusal::Host);
     }
-    let xml = head.headers.get(CONTENT_TYPE).is_some_and(|v| {
-        let media = v
-            .as_bytes()
-            .split(|b| *b == b';')
-            .next()
-            .unwrap_or_default();
-        media.trim_ascii().eq_ignore_ascii_case(b"text/xml")
-    });
-    if !xml {
+    let ct = head.headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes);
+    if !crate::httpguard::media_type_is(ct, "text/xml") {
         return Some(SoapRefusal::ContentType);
     }
     if !head.headers.contains_key("soapaction") {
