@@ -7,7 +7,9 @@
 //! 1. `Host` is one of the router's addresses or a name in `[admin] hosts` (else 421): a page
 //!    of an attacker's name rebound to 192.168.1.1 (DNS rebinding) reads nothing.
 //! 2. With `[admin] password` set: HTTP Basic credentials with that password (RFC 7617; any user
-//!    name), else 401 with a challenge, so the browser asks.
+//!    name), else 401 with a challenge, so the browser asks. After [`MAX_FAILURES`] wrong
+//!    passwords from one address within [`FAILURE_WINDOW`], that address gets 429 until the
+//!    window ends, so guessing runs at a few passwords a minute.
 //! 3. State changes (any method but GET and HEAD): no foreign `Origin` and no
 //!    `Sec-Fetch-Site: cross-site` (else 403), and a body a cross-site page cannot send
 //!    without a CORS preflight, which this server never grants (Fetch §4.8): POSTs to `/api/`
@@ -15,7 +17,10 @@
 //!    ([`Access::csrf_token`], from the OS random source) that a page elsewhere cannot read
 //!    (else 403).
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderMap, ORIGIN};
 use hyper::{Method, StatusCode};
@@ -29,6 +34,13 @@ pub const MAX_CONNECTIONS: usize = 256;
 /// Connections one client address may hold open, by default: a browser opens up to 6 per
 /// host, a few tabs and a `curl` loop fit.
 pub const MAX_CONNECTIONS_PER_CLIENT: usize = 32;
+
+/// Wrong passwords one address may send within [`FAILURE_WINDOW`].
+pub const MAX_FAILURES: u32 = 10;
+/// The window of [`MAX_FAILURES`], from the first failure in it.
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Addresses whose failures are remembered at once.
+const MAX_TRACKED: usize = 4096;
 
 /// `[admin]`: access to the control API and the admin page. Its `Debug` (and so
 /// `--print-config`) shows whether a password is set, not the password.
@@ -104,6 +116,8 @@ pub struct Access {
     names: Vec<String>,
     password: Option<String>,
     csrf: String,
+    /// Wrong passwords by address: (start of the window, count).
+    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
     /// Connection caps of the server.
     pub conns: std::sync::Arc<ConnLimiter>,
 }
@@ -137,6 +151,7 @@ impl Access {
             names: admin.hosts.clone().unwrap_or_default(),
             password: admin.password.clone(),
             csrf: token.iter().map(|b| format!("{b:02x}")).collect(),
+            failures: Mutex::new(HashMap::new()),
             conns: ConnLimiter::new(
                 admin.max_connections.unwrap_or(MAX_CONNECTIONS),
                 admin
@@ -156,8 +171,16 @@ impl Access {
         token.is_some_and(|t| constant_time_eq(t.as_bytes(), self.csrf.as_bytes()))
     }
 
-    /// The checks 1-3 of the module docs that need only the head.
-    pub fn check(&self, method: &Method, path: &str, headers: &HeaderMap) -> Result<(), Refusal> {
+    /// The checks 1-3 of the module docs that need only the head; `client` is the peer's
+    /// address (for the count of wrong passwords) when known.
+    pub fn check(
+        &self,
+        now: Instant,
+        client: Option<IpAddr>,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Result<(), Refusal> {
         let refuse = |status, message: String| Err(Refusal { status, message });
         let host = headers.get(HOST).map(|v| v.as_bytes());
         if !httpguard::host_allowed(host, &self.addrs, &self.names) {
@@ -172,11 +195,27 @@ impl Access {
             );
         }
         if let Some(want) = &self.password {
+            if let Some(wait) = client.and_then(|c| self.locked_out(now, c)) {
+                return refuse(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "too many wrong passwords from this address; try again in {} s",
+                        wait.as_secs().max(1)
+                    ),
+                );
+            }
             let given = headers
                 .get(AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .and_then(basic_password);
-            if !given.is_some_and(|p| constant_time_eq(p.as_bytes(), want.as_bytes())) {
+            if !given
+                .as_ref()
+                .is_some_and(|p| constant_time_eq(p.as_bytes(), want.as_bytes()))
+            {
+                // A request without credentials is the browser asking what to do, not a guess.
+                if let (Some(c), Some(_)) = (client, &given) {
+                    self.failed(now, c);
+                }
                 return refuse(
                     StatusCode::UNAUTHORIZED,
                     "this router's page and API need its password ([admin] password; HTTP \
@@ -219,6 +258,26 @@ impl Access {
             );
         }
         Ok(())
+    }
+
+    /// How long `client` must still wait, if it is locked out.
+    fn locked_out(&self, now: Instant, client: IpAddr) -> Option<Duration> {
+        let failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        let (start, n) = *failures.get(&client)?;
+        let end = start + FAILURE_WINDOW;
+        (n >= MAX_FAILURES && now < end).then(|| end - now)
+    }
+
+    fn failed(&self, now: Instant, client: IpAddr) {
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        if failures.len() >= MAX_TRACKED {
+            failures.retain(|_, (start, _)| now < *start + FAILURE_WINDOW);
+        }
+        let e = failures.entry(client).or_insert((now, 0));
+        if now >= e.0 + FAILURE_WINDOW {
+            *e = (now, 0);
+        }
+        e.1 += 1;
     }
 
     /// The `WWW-Authenticate` challenge for a 401 (RFC 7617 §2).
@@ -289,7 +348,7 @@ mod tests {
     }
 
     fn status(a: &Access, m: Method, path: &str, f: &[(&'static str, &str)]) -> u16 {
-        match a.check(&m, path, &headers(f)) {
+        match a.check(Instant::now(), None, &m, path, &headers(f)) {
             Ok(()) => 200,
             Err(r) => r.status.as_u16(),
         }
@@ -398,6 +457,40 @@ mod tests {
             status(&a, Method::GET, "/", &[("host", "x.example"), good]),
             421
         );
+    }
+
+    #[test]
+    fn wrong_passwords_lock_the_address_out_for_a_while() {
+        let a = access(Some("s3cret"));
+        let t0 = Instant::now();
+        let me: IpAddr = "192.168.1.50".parse().unwrap();
+        let other: IpAddr = "192.168.1.51".parse().unwrap();
+        let h = |auth: &str| headers(&[("host", "192.168.1.1"), ("authorization", auth)]);
+        let code = |t, c, auth: &str| match a.check(t, Some(c), &Method::GET, "/", &h(auth)) {
+            Ok(()) => 200,
+            Err(r) => r.status.as_u16(),
+        };
+        // admin:wrong, admin:s3cret
+        let (wrong, good) = ("Basic YWRtaW46d3Jvbmc=", "Basic YWRtaW46czNjcmV0");
+        // Asking without credentials (the browser's first request) counts for nothing.
+        for _ in 0..50 {
+            let r = a.check(
+                t0,
+                Some(me),
+                &Method::GET,
+                "/",
+                &headers(&[("host", "192.168.1.1")]),
+            );
+            assert_eq!(r.unwrap_err().status, StatusCode::UNAUTHORIZED);
+        }
+        for _ in 0..MAX_FAILURES {
+            assert_eq!(code(t0, me, wrong), 401);
+        }
+        assert_eq!(code(t0, me, good), 429);
+        assert_eq!(code(t0, other, good), 200);
+        let later = t0 + FAILURE_WINDOW;
+        assert_eq!(code(later, me, good), 200);
+        assert_eq!(code(later, me, wrong), 401);
     }
 
     #[test]

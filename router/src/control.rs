@@ -143,13 +143,18 @@ pub async fn serve(
         let state = state.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let service = hyper::service::service_fn(move |req| {
+            let service = hyper::service::service_fn(move |mut req: Request<_>| {
                 let state = state.clone();
+                // The peer, for the count of wrong passwords.
+                req.extensions_mut().insert(peer);
                 async move { Ok::<_, Infallible>(handle(&state, req).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
+                // Bounded memory per connection: 64 KiB of buffered input, 100 header fields.
+                .max_buf_size(MAX_BODY)
+                .max_headers(100)
                 .serve_connection(TokioIo::new(stream), service);
             if let Err(e) = conn.await {
                 debug!("control: connection from {peer}: {e}");
@@ -190,7 +195,14 @@ where
     let query = req.uri().query().unwrap_or_default().to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     debug!("control: {method} {path}");
-    if let Err(r) = state.access.check(&method, &path, req.headers()) {
+    let client = req
+        .extensions()
+        .get::<std::net::SocketAddr>()
+        .map(|a| a.ip());
+    if let Err(r) = state
+        .access
+        .check(Instant::now(), client, &method, &path, req.headers())
+    {
         info!("control: refused {method} {path}: {}", r.message);
         let mut resp = error(r.status, r.message);
         if r.status == StatusCode::UNAUTHORIZED {
