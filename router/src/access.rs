@@ -49,7 +49,8 @@ const MAX_TRACKED: usize = 4096;
 pub struct AdminSection {
     /// When set, the page and the API ask for it (HTTP Basic, any user name).
     pub password: Option<String>,
-    /// Host names (besides the router's addresses) the page may be opened by, e.g. a name
+    /// Host names or addresses (besides the router's LAN address) the page may be opened by,
+    /// e.g. a name
     /// the LAN's DNS gives the router.
     pub hosts: Option<Vec<String>>,
     /// Connections served at once (default [`MAX_CONNECTIONS`]).
@@ -87,11 +88,12 @@ impl AdminSection {
         }
         for h in self.hosts.iter().flatten() {
             let ok = httpguard::host_of(h.as_bytes()).is_some_and(|v| v == h.to_ascii_lowercase());
-            if !ok || h.parse::<IpAddr>().is_ok() {
+            if !ok && h.parse::<IpAddr>().is_err() {
                 return Err((
                     "hosts",
                     format!("{h:?} is not a host name"),
-                    "list names without scheme or port, e.g. hosts = [\"router.lan\"]".into(),
+                    "list names or addresses without scheme or port, e.g. hosts = [\"router.lan\"]"
+                        .into(),
                 ));
             }
         }
@@ -146,9 +148,17 @@ impl Access {
         let mut token = [0u8; 16];
         // OsRng fails only without getrandom(2) and /dev/urandom, where no router runs.
         OsRng.unwrap_err().try_fill_bytes(&mut token).ok();
+        let hosts = admin.hosts.clone().unwrap_or_default();
         Access {
-            addrs: httpguard::own_addrs(listen.ip(), lan),
-            names: admin.hosts.clone().unwrap_or_default(),
+            addrs: httpguard::own_addrs(listen.ip(), lan)
+                .into_iter()
+                .chain(hosts.iter().filter_map(|h| h.parse::<IpAddr>().ok()))
+                .collect(),
+            names: hosts
+                .iter()
+                .filter(|h| h.parse::<IpAddr>().is_err())
+                .cloned()
+                .collect(),
             password: admin.password.clone(),
             csrf: token.iter().map(|b| format!("{b:02x}")).collect(),
             failures: Mutex::new(HashMap::new()),
@@ -331,7 +341,7 @@ mod tests {
         Access::new(
             &AdminSection {
                 password: password.map(str::to_string),
-                hosts: Some(vec!["router.lan".into()]),
+                hosts: Some(vec!["router.lan".into(), "10.0.0.1".into()]),
                 ..Default::default()
             },
             "192.168.1.1:80".parse().unwrap(),
@@ -361,6 +371,10 @@ mod tests {
         let json = ("content-type", "application/json; charset=utf-8");
         assert_eq!(status(&a, Method::GET, "/api/status", &[host]), 200);
         assert_eq!(status(&a, Method::GET, "/", &[("host", "router.lan")]), 200);
+        assert_eq!(
+            status(&a, Method::GET, "/", &[("host", "10.0.0.1:8080")]),
+            200
+        );
         assert_eq!(status(&a, Method::GET, "/api/status", &[]), 421);
         let rebound = ("host", "rebind.example:80");
         assert_eq!(status(&a, Method::GET, "/api/sessions", &[rebound]), 421);
