@@ -264,3 +264,66 @@ fn each_refusal_with_curl() {
         assert_eq!(code(&args), want, "curl {args}");
     }
 }
+
+/// `[admin] password`: the page and the API ask for it; the IGD does not (control points have
+/// no password to give). The lab's router is restarted with the section added to its file.
+#[test]
+fn an_admin_password_protects_the_page_and_the_api() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::up(&LabOptions::new(RouterKind::Ours)).expect("lab up");
+    let dir = format!("/run/homenet-lab/{}", lab.prefix);
+    let pid = lab.router_pid().expect("the router's pid");
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let gone = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(std::time::Instant::now() < gone, "the router did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let conf = format!("{dir}/router.toml");
+    let mut text = std::fs::read_to_string(&conf).expect("the lab's router.toml");
+    text.push_str("\n[admin]\npassword = \"correct horse\"\n");
+    std::fs::write(&conf, text).expect("router.toml written");
+    let cmdline = std::fs::read_to_string(format!("{dir}/router.cmdline")).expect("cmdline");
+    let args: Vec<&str> = cmdline.split_whitespace().collect();
+    let pid = lab.spawn("rtr", &args);
+    // So that `lab down` stops this one.
+    std::fs::write(format!("{dir}/router.pid"), format!("{pid}\n")).expect("pid written");
+    lab.wait_tcp("viewer", "192.168.1.1", 80);
+
+    let code = |args: &str| {
+        lab.sh(
+            "viewer",
+            &format!("curl -sS -m 5 -o /dev/null -w '%{{http_code}}' {args}"),
+        )
+        .trim()
+        .to_string()
+    };
+    let json = "-H 'Content-Type: application/json'";
+    let pw = "-u 'admin:correct horse'";
+    for (args, want) in [
+        ("http://192.168.1.1/".to_string(), "401"),
+        ("http://192.168.1.1/api/status".to_string(), "401"),
+        ("http://192.168.1.1/metrics".to_string(), "401"),
+        (
+            format!("{json} -d '\"symmetric\"' http://192.168.1.1/api/preset"),
+            "401",
+        ),
+        (
+            "-u admin:wrong http://192.168.1.1/api/status".to_string(),
+            "401",
+        ),
+        (format!("{pw} http://192.168.1.1/"), "200"),
+        (format!("{pw} http://192.168.1.1/api/status"), "200"),
+        (
+            format!("{pw} {json} -d '\"symmetric\"' http://192.168.1.1/api/preset"),
+            "200",
+        ),
+        ("http://192.168.1.1:5000/rootDesc.xml".to_string(), "200"),
+    ] {
+        assert_eq!(code(&args), want, "curl {args}");
+    }
+}
