@@ -345,6 +345,60 @@ async fn refused_requests_get_http_errors() {
     igd.stop().await;
 }
 
+/// Issue 11: one client holding unfinished requests gets [`MAX_CONNECTIONS_PER_CLIENT`]
+/// connections, the next are closed at once, and another client is served meanwhile.
+#[tokio::test]
+async fn one_client_cannot_hold_every_connection() {
+    let igd = Igd::start().await;
+    let mut held = Vec::new();
+    for _ in 0..MAX_CONNECTIONS_PER_CLIENT + 20 {
+        let mut s = TcpStream::connect(igd.addr).await.unwrap();
+        s.write_all(b"GET /rootDesc.xml HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            .await
+            .unwrap();
+        held.push(s);
+    }
+    // The ones past the cap are closed without an answer.
+    let mut closed = 0;
+    for s in &mut held {
+        let mut b = [0u8; 64];
+        match tokio::time::timeout(Duration::from_millis(100), s.read(&mut b)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => closed += 1,
+            Ok(Ok(n)) => panic!("an answer to an unfinished head: {:?}", &b[..n]),
+            Err(_) => {}
+        }
+    }
+    assert_eq!(closed, 20);
+    assert_eq!(igd.shared.stats.http_refused.load(Ordering::Relaxed), 20);
+    // Another LAN host (another loopback address) is served at once.
+    let other = tokio::net::TcpSocket::new_v4().unwrap();
+    other.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut s = other.connect(igd.addr).await.unwrap();
+    s.write_all(b"GET /rootDesc.xml HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let text = tokio::time::timeout(Duration::from_secs(2), rest(&mut s, Vec::new()))
+        .await
+        .expect("served while the other client holds its share");
+    assert!(text.starts_with(b"HTTP/1.1 200 "));
+    // So is the first client, once it lets one go (and the server has seen it go).
+    held.truncate(MAX_CONNECTIONS_PER_CLIENT - 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let mut s = TcpStream::connect(igd.addr).await.unwrap();
+        s.write_all(b"GET /rootDesc.xml HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        if rest(&mut s, Vec::new()).await.starts_with(b"HTTP/1.1 200 ") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never served again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(held);
+    igd.stop().await;
+}
+
 #[tokio::test]
 async fn slow_requests_get_408() {
     let igd = Igd::start().await;

@@ -313,3 +313,60 @@ fn no_request_holds_the_nat_lock_for_long() {
         assert!(longest < Duration::from_millis(1), "{longest:?}");
     }
 }
+
+/// Issue 11 (slowloris): one client holding idle connections gets
+/// [`crate::access::MAX_CONNECTIONS_PER_CLIENT`]; the next are closed at once, and another
+/// client is answered meanwhile.
+#[test]
+fn one_client_cannot_hold_every_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let per_client = crate::access::MAX_CONNECTIONS_PER_CLIENT;
+    rt().block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut s = state();
+        s.access = Access::new(&Default::default(), addr, Ipv4Addr::new(192, 168, 1, 1));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, Arc::new(s), async {
+            let _ = stopped.await;
+        }));
+        let mut held = Vec::new();
+        for _ in 0..per_client + 10 {
+            let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+            c.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+            held.push(c);
+        }
+        let mut closed = 0;
+        for c in &mut held {
+            let mut b = [0u8; 64];
+            match tokio::time::timeout(Duration::from_millis(100), c.read(&mut b)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => closed += 1,
+                Ok(Ok(n)) => panic!("an answer to an unfinished head: {:?}", &b[..n]),
+                Err(_) => {}
+            }
+        }
+        assert_eq!(closed, 10);
+        let other = tokio::net::TcpSocket::new_v4().unwrap();
+        other.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut c = other.connect(addr).await.unwrap();
+        c.write_all(
+            format!("GET /api/status HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut text = Vec::new();
+        tokio::time::timeout(Duration::from_secs(2), c.read_to_end(&mut text))
+            .await
+            .expect("answered while the other client holds its share")
+            .unwrap();
+        assert!(
+            text.starts_with(b"HTTP/1.1 200 "),
+            "{}",
+            String::from_utf8_lossy(&text)
+        );
+        drop(held);
+        let _ = stop.send(());
+        let _ = server.await;
+    });
+}
