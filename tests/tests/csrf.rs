@@ -40,6 +40,16 @@ fn chromium(lab: &Lab, node: &str, budget_ms: u32, extra: &[&str], url: &str) ->
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The status code `curl ARGS` gets from the viewer (a LAN host).
+fn http_code(lab: &Lab, args: &str) -> String {
+    lab.sh(
+        "viewer",
+        &format!("curl -sS -m 5 -o /dev/null -w '%{{http_code}}' {args}"),
+    )
+    .trim()
+    .to_string()
+}
+
 /// What a user would check on the router: preset, WAN address, forwards, UPnP mappings.
 fn router_state(lab: &Lab) -> (String, String, String, Vec<String>) {
     let status = lab.sh(
@@ -179,14 +189,7 @@ fn each_refusal_with_curl() {
         return;
     }
     let lab = Lab::up(&LabOptions::new(RouterKind::Ours)).expect("lab up");
-    let code = |args: &str| {
-        lab.sh(
-            "viewer",
-            &format!("curl -sS -m 5 -o /dev/null -w '%{{http_code}}' {args}"),
-        )
-        .trim()
-        .to_string()
-    };
+    let code = |args: &str| http_code(&lab, args);
     let json = "-H 'Content-Type: application/json'";
     let api = "http://192.168.1.1/api";
     for (args, want) in [
@@ -294,14 +297,7 @@ fn an_admin_password_protects_the_page_and_the_api() {
     std::fs::write(format!("{dir}/router.pid"), format!("{pid}\n")).expect("pid written");
     lab.wait_tcp("viewer", "192.168.1.1", 80);
 
-    let code = |args: &str| {
-        lab.sh(
-            "viewer",
-            &format!("curl -sS -m 5 -o /dev/null -w '%{{http_code}}' {args}"),
-        )
-        .trim()
-        .to_string()
-    };
+    let code = |args: &str| http_code(&lab, args);
     let json = "-H 'Content-Type: application/json'";
     let pw = "-u 'admin:correct horse'";
     for (args, want) in [
