@@ -5,6 +5,8 @@
 //!
 //! No script and no external asset: a plain HTML page that refreshes itself every 5 seconds and
 //! posts forms for deletes. Every value from the network (descriptions, host names) is escaped.
+//! Each form carries the server's CSRF token ([`crate::access`]), which a page of another
+//! origin cannot read, so a form elsewhere cannot delete a mapping.
 
 use std::fmt::Write;
 
@@ -39,8 +41,8 @@ fn rows(v: &Value) -> &[Value] {
     v.as_array().map(Vec::as_slice).unwrap_or(&[])
 }
 
-/// Renders the page from the `/api/admin` JSON.
-pub fn page(admin: &Value) -> String {
+/// Renders the page from the `/api/admin` JSON; `csrf` goes into every form.
+pub fn page(admin: &Value, csrf: &str) -> String {
     let s = &admin["status"];
     let mut h = String::new();
     let _ = write!(
@@ -128,7 +130,8 @@ pub fn page(admin: &Value) -> String {
                 "<tr><td>{proto}</td><td>{}</td><td>{}:{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
                  <td><form method=\"post\" action=\"/admin/mappings/delete\">\
                  <input type=\"hidden\" name=\"protocol\" value=\"{proto}\">\
-                 <input type=\"hidden\" name=\"port\" value=\"{}\"><button>delete</button></form></td></tr>",
+                 <input type=\"hidden\" name=\"port\" value=\"{}\">\
+                 <input type=\"hidden\" name=\"csrf\" value=\"{}\"><button>delete</button></form></td></tr>",
                 esc(&port),
                 esc(&text(&m["internal_client"])),
                 esc(&text(&m["internal_port"])),
@@ -136,7 +139,8 @@ pub fn page(admin: &Value) -> String {
                 esc(&text(&m["description"])),
                 esc(&lease),
                 esc(&origin),
-                esc(&port)
+                esc(&port),
+                esc(csrf)
             );
         }
         if !any {
@@ -214,8 +218,9 @@ mod tests {
             },
             "sessions_summary": [],
         });
-        let html = page(&admin);
+        let html = page(&admin, "0123abcd");
         assert!(!html.contains("<script>"), "{html}");
+        assert!(html.contains("name=\"csrf\" value=\"0123abcd\""), "{html}");
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(html.contains("cam&quot;1&lt;"));
         assert!(html.contains("action=\"/admin/mappings/delete\""));
@@ -224,7 +229,7 @@ mod tests {
 
     #[test]
     fn empty_sections_say_none() {
-        let html = page(&json!({"status": {}, "sessions_summary": []}));
+        let html = page(&json!({"status": {}, "sessions_summary": []}), "t");
         assert!(html.matches(">none<").count() >= 3);
     }
 }

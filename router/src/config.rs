@@ -46,6 +46,7 @@ CONTROL API (LAN only, default http://<LAN address>:80):
   GET  /api/status  /api/sessions  /api/forwards  /metrics
   POST /api/preset (body: preset name)   POST /api/behaviour (JSON fields)   POST /api/flush
   POST /api/wan (body: ADDR/LEN)         POST /api/forwards (JSON)   DELETE /api/forwards/PROTO/PORT
+  POSTs need Content-Type: application/json; [admin] password adds HTTP Basic auth
 
 PRESETS:
   home             endpoint-independent mapping, address-and-port-dependent filtering,
@@ -214,6 +215,8 @@ pub struct FileConfig {
     pub upnp: crate::upnp::UpnpSection,
     #[serde(default)]
     pub dhcp: crate::dhcp::DhcpSection,
+    #[serde(default)]
+    pub admin: crate::access::AdminSection,
 }
 
 /// `[nat]`: the behaviour. Enum values are strings so that a bad value names its field.
@@ -414,6 +417,8 @@ pub struct Config {
     /// `[dhcp]`: the DHCP server (validated; the subnet checks also run at start, once the
     /// LAN address is read from the interface).
     pub dhcp: crate::dhcp::DhcpSection,
+    /// `[admin]`: password, host names and connection caps of the control API (validated).
+    pub admin: crate::access::AdminSection,
 }
 
 impl Config {
@@ -564,6 +569,9 @@ impl Config {
         file.dhcp
             .validate(lan_addr)
             .map_err(|(field, problem, fix)| field_err(&format!("dhcp.{field}"), problem, fix))?;
+        file.admin
+            .validate()
+            .map_err(|(field, problem, fix)| field_err(&format!("admin.{field}"), problem, fix))?;
 
         Ok(Config {
             wan_iface,
@@ -586,6 +594,7 @@ impl Config {
             cleanup_stale: args.cleanup_stale,
             upnp: file.upnp,
             dhcp: file.dhcp,
+            admin: file.admin,
         })
     }
 }
@@ -1054,6 +1063,12 @@ mod tests {
             ("wan_addr = \"x\"\n", "wan_addr"),
             ("lan_addr = \"192.168.1.1\"\n", "lan_addr"),
             ("[control]\nlisten = \"x\"\n", "control.listen"),
+            ("[admin]\npassword = \"\"\n", "admin.password"),
+            ("[admin]\nhosts = [\"http://r\"]\n", "admin.hosts"),
+            (
+                "[admin]\nmax_connections_per_client = 0\n",
+                "admin.max_connections_per_client",
+            ),
             ("[routing]\ntable = 254\n", "routing.table"),
             ("[routing]\npref_lan = 5\n", "routing.pref_lan"),
             (

@@ -3,7 +3,7 @@
 //! | method | path | body | answer |
 //! |---|---|---|---|
 //! | GET | `/api/status` | | addresses, preset, behaviour, port range, counters, forwards |
-//! | GET | `/api/sessions` | | the session table (JSON array) |
+//! | GET | `/api/sessions?offset=0&limit=500` | | a page of the session table (JSON array; `x-total-count`, and a `link` to the next page) |
 //! | GET | `/api/forwards` | | port forwards (JSON array) |
 //! | GET | `/api/dhcp/leases` | | DHCP leases with host names (JSON array; 404 if the server is off) |
 //! | GET | `/metrics` | | Prometheus text ([`crate::metrics`]) |
@@ -19,7 +19,13 @@
 //! | DELETE | `/api/mappings/{tcp,udp}/{port}` | | the same, as JSON |
 //!
 //! Errors are `{"error": "..."}` with a 4xx status (5xx only when the system refuses a change).
-//! Bodies are capped at [`MAX_BODY`] bytes. The socket is bound to the LAN address, and the
+//! Every request passes [`crate::access`] first: `Host` must name the router, an `[admin]
+//! password` is asked for when set, and changes need JSON (`Content-Type: application/json`)
+//! or, for the admin page's forms, its token, and no foreign `Origin`.
+//! Bodies are capped at [`MAX_BODY`] bytes and [`BODY_TIMEOUT`]; connections at
+//! [`crate::access::MAX_CONNECTIONS`] in all and [`crate::access::MAX_CONNECTIONS_PER_CLIENT`]
+//! per LAN host. No request holds the NAT lock for more than a page of sessions: pages are
+//! copied under the lock and serialised after it. The socket is bound to the LAN address, and the
 //! routing recipe sends everything from the WAN to the TUN, where the engine drops it unless a
 //! forward or session matches: the API is unreachable from the internet. The admin page is
 //! served by this same server at `/`.
@@ -41,16 +47,25 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
 
+pub use crate::access::Access;
 use crate::config::{BehaviourPatch, ForwardEntry, parse_addr_len};
 use crate::dataplane::lock;
 use crate::metrics::{self, ShellStats};
 use crate::nat::{Behaviour, DropReason, Forward, ForwardError, Nat, Preset, Protocol};
 use crate::wan::WanControl;
 
+pub mod sessions;
+
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
-/// Time a client gets to send its request headers.
+/// Time a client gets to send its request headers (also the longest a kept-alive connection
+/// may stay idle).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a client gets to send its request body.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Sessions per page of `GET /api/sessions`, by default and at most.
+pub const SESSIONS_PAGE: usize = 500;
+pub const SESSIONS_PAGE_MAX: usize = 1000;
 
 /// Fixed facts about this router, for `/api/status`.
 #[derive(Debug, Clone)]
@@ -79,6 +94,8 @@ pub struct ControlState {
     pub upnp: Option<crate::upnp::UpnpHandle>,
     /// The DHCP server, when it runs: its leases (`/api/dhcp/leases`) and counters.
     pub dhcp: Option<crate::dhcp::DhcpHandle>,
+    /// Host, Origin, password and CSRF checks, and the connection caps.
+    pub access: crate::access::Access,
 }
 
 impl ControlState {
@@ -115,15 +132,29 @@ pub async fn serve(
                 }
             },
         };
+        // One LAN host holding idle connections cannot take them all (slowloris).
+        let permit = match state.access.conns.admit(peer.ip()) {
+            Ok(p) => p,
+            Err(why) => {
+                debug!("control: connection from {peer} refused: {why:?}");
+                continue;
+            }
+        };
         let state = state.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
+            let _permit = permit;
+            let service = hyper::service::service_fn(move |mut req: Request<_>| {
                 let state = state.clone();
+                // The peer, for the count of wrong passwords.
+                req.extensions_mut().insert(peer);
                 async move { Ok::<_, Infallible>(handle(&state, req).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
+                // Bounded memory per connection: 64 KiB of buffered input, 100 header fields.
+                .max_buf_size(MAX_BODY)
+                .max_headers(100)
                 .serve_connection(TokioIo::new(stream), service);
             if let Err(e) = conn.await {
                 debug!("control: connection from {peer}: {e}");
@@ -161,24 +192,48 @@ where
 {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or_default().to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     debug!("control: {method} {path}");
+    let client = req
+        .extensions()
+        .get::<std::net::SocketAddr>()
+        .map(|a| a.ip());
+    if let Err(r) = state
+        .access
+        .check(Instant::now(), client, &method, &path, req.headers())
+    {
+        info!("control: refused {method} {path}: {}", r.message);
+        let mut resp = error(r.status, r.message);
+        if r.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(crate::access::Access::CHALLENGE),
+            );
+        }
+        return resp;
+    }
 
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+    let body = Limited::new(req.into_body(), MAX_BODY).collect();
+    let body = match tokio::time::timeout(BODY_TIMEOUT, body).await {
+        Err(_) => return error(StatusCode::REQUEST_TIMEOUT, "request body too slow"),
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("request body larger than {MAX_BODY} bytes"),
             );
         }
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("cannot read body: {e}")),
+        Ok(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("cannot read body: {e}")),
     };
 
     match (&method, segments.as_slice()) {
         (&Method::GET, ["api", "status"]) => json_resp(StatusCode::OK, &status_json(state)),
         // The admin page (issue 7) and its data.
-        (&Method::GET, [""]) => html_resp(StatusCode::OK, crate::admin::page(&admin_json(state))),
+        (&Method::GET, [""]) => html_resp(
+            StatusCode::OK,
+            crate::admin::page(&admin_json(state), state.access.csrf_token()),
+        ),
         (&Method::GET, ["api", "admin"]) => json_resp(StatusCode::OK, &admin_json(state)),
         (&Method::POST, ["admin", "mappings", "delete"]) => {
             let form = String::from_utf8_lossy(&body).into_owned();
@@ -188,6 +243,12 @@ where
                     .find(|(k, _)| *k == name)
                     .map(|(_, v)| v.to_string())
             };
+            if !state.access.csrf_ok(field("csrf").as_deref()) {
+                return error(
+                    StatusCode::FORBIDDEN,
+                    "the form's token is missing or stale: reload the admin page and try again",
+                );
+            }
             match (
                 field("protocol"),
                 field("port").and_then(|p| p.parse::<u16>().ok()),
@@ -221,26 +282,7 @@ where
                 Err((code, msg)) => error(code, msg),
             }
         }
-        (&Method::GET, ["api", "sessions"]) => {
-            let now = Instant::now();
-            let list: Vec<Value> = lock(&state.nat)
-                .sessions(now)
-                .map(|s| {
-                    json!({
-                        "protocol": s.protocol,
-                        "internal": s.internal.to_string(),
-                        "external_port": s.external_port,
-                        "remote": s.remote.to_string(),
-                        "state": s.state,
-                        "expires_in": s.expires_in.as_secs_f64(),
-                        "packets": s.packets,
-                        "bytes": s.bytes,
-                        "forward": s.forward,
-                    })
-                })
-                .collect();
-            json_resp(StatusCode::OK, &Value::Array(list))
-        }
+        (&Method::GET, ["api", "sessions"]) => sessions::page(state, &query),
         (&Method::GET, ["api", "forwards"]) => {
             let now = Instant::now();
             let list: Vec<Value> = lock(&state.nat)
@@ -543,18 +585,7 @@ fn delete_mapping(
 /// The admin page's data: the status plus a sessions summary by protocol and state.
 fn admin_json(state: &ControlState) -> Value {
     let status = status_json(state);
-    let mut counts: std::collections::BTreeMap<(&'static str, &'static str), u64> =
-        Default::default();
-    {
-        let nat = lock(&state.nat);
-        for s in nat.sessions(Instant::now()) {
-            *counts.entry((s.protocol, s.state)).or_default() += 1;
-        }
-    }
-    let summary: Vec<Value> = counts
-        .into_iter()
-        .map(|((protocol, st), count)| json!({"protocol": protocol, "state": st, "count": count}))
-        .collect();
+    let summary = sessions::summary(&state.nat);
     json!({ "status": status, "sessions_summary": summary })
 }
 
@@ -629,6 +660,8 @@ mod tests {
     use super::*;
     use crate::nat::{FilteringBehaviour, NatConfig};
 
+    mod cross_site;
+
     #[derive(Debug, Default)]
     struct FakeWan {
         nat: Mutex<Option<Arc<Mutex<Nat>>>>,
@@ -673,15 +706,36 @@ mod tests {
                 started: Instant::now(),
             },
             chosen_preset: Mutex::new(None),
+            access: Access::new(
+                &Default::default(),
+                "192.168.1.1:80".parse().unwrap(),
+                Ipv4Addr::new(192, 168, 1, 1),
+            ),
         }
     }
 
+    /// A request as `curl` sends it to http://192.168.1.1 (JSON for changes).
     async fn call(s: &ControlState, method: &str, path: &str, body: &str) -> (StatusCode, String) {
-        let req = Request::builder()
+        let json = [("content-type", "application/json")];
+        let fields: &[(&str, &str)] = if method == "POST" { &json } else { &[] };
+        call_with(s, method, path, fields, body).await
+    }
+
+    async fn call_with(
+        s: &ControlState,
+        method: &str,
+        path: &str,
+        fields: &[(&str, &str)],
+        body: &str,
+    ) -> (StatusCode, String) {
+        let mut req = Request::builder()
             .method(method)
             .uri(path)
-            .body(Full::new(Bytes::from(body.to_string())))
-            .unwrap();
+            .header("host", "192.168.1.1");
+        for (k, v) in fields {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(Bytes::from(body.to_string()))).unwrap();
         let resp = handle(s, req).await;
         let status = resp.status();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();

@@ -30,12 +30,14 @@
 //!    the sysctls, and closing the TUN removes the device. The recipe also tears itself down on
 //!    drop, which covers an error after a partial setup and a panic on the main thread.
 
+pub mod access;
 pub mod admin;
 pub mod config;
 pub mod control;
 pub mod dataplane;
 pub mod device;
 pub mod dhcp;
+pub mod httpguard;
 pub mod igd;
 pub mod metrics;
 pub mod nat;

@@ -290,6 +290,7 @@ async fn run(config: Config, hint: String) -> Result<()> {
         chosen_preset: Mutex::new(Some(config.preset)),
         upnp: upnp.as_ref().map(UpnpService::handle),
         dhcp: dhcp.as_ref().map(DhcpService::handle),
+        access: control::Access::new(&config.admin, listen, lan_ip),
     });
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(control::serve(listener, state, async move {

@@ -483,6 +483,8 @@ fn nat_end_to_end_and_clean_teardown() {
         &[
             "curl",
             "-sSf",
+            "-H",
+            "Content-Type: application/json",
             "-d",
             "203.0.113.7/24",
             "http://192.168.1.1/api/wan",

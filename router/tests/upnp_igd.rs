@@ -661,9 +661,11 @@ async fn hostile_http_input_gets_errors_and_service_survives() {
     assert_eq!(s, 500);
     // too large: 413
     let big = vec![b'a'; 64 * 1024];
-    let (s, _) = raw_http(addr, soap_request("/ctl/IPConn", addr, None, &big)).await;
+    let (s, _) = raw_http(addr, soap_request("/ctl/IPConn", addr, Some("\"\""), &big)).await;
     assert_eq!(s, 413);
-    // body-only (no SOAPAction), SOAPAction without quotes
+    // without SOAPAction: 401 (UDA 1.1 §3.2.1 requires it; a browser cannot send it to another
+    // origin without a preflight); `""` leaves the body to name the action (SOAP 1.1 §6.1.1);
+    // SOAPAction without quotes
     let req = soap::ActionRequest {
         service_type: "urn:schemas-upnp-org:service:WANIPConnection:1".into(),
         action: "GetExternalIPAddress".into(),
@@ -671,6 +673,8 @@ async fn hostile_http_input_gets_errors_and_service_survives() {
     }
     .emit();
     let (s, b) = raw_http(addr, soap_request("/ctl/IPConn", addr, None, &req)).await;
+    assert_eq!((s, error_code(&b)), (500, Some(401)), "{b}");
+    let (s, b) = raw_http(addr, soap_request("/ctl/IPConn", addr, Some("\"\""), &req)).await;
     assert!(s == 200 && b.contains(&WAN.to_string()), "{b}");
     let (s, _) = raw_http(
         addr,
@@ -696,7 +700,7 @@ async fn hostile_http_input_gets_errors_and_service_survives() {
     .await;
     assert_eq!(error_code(&b), Some(401));
     // Expect: 100-continue
-    let mut r = soap_request("/ctl/IPConn", addr, None, &req);
+    let mut r = soap_request("/ctl/IPConn", addr, Some("\"\""), &req);
     let head_end = r.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
     r.splice(
         head_end + 2..head_end + 2,
@@ -1109,4 +1113,45 @@ async fn natpmp_and_pcp() {
     assert_eq!((r[1], r[3]), (0x81, PcpResult::MalformedRequest as u8));
     assert!(igd.handle.stats().pmp_malformed >= 2);
     igd.stop().await;
+}
+
+/// Issue 11: the first SID equalled the device UUID on every fresh start (both drawn from one
+/// time-seeded generator), so any LAN host could cancel another control point's subscription.
+/// SIDs and UUIDs now come from the OS random source: two fresh starts with the same seed
+/// share neither, and no SID is a UUID of the device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sids_and_uuids_come_from_the_os_random_source() {
+    let (sink, _rx) = event_sink();
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let igd = Igd::start(None, |_| {}).await;
+        let addr = igd.handle.http_addr();
+        let (s, desc) = raw_http(
+            addr,
+            format!("GET /rootDesc.xml HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                .into_bytes(),
+        )
+        .await;
+        assert_eq!(s, 200, "{desc}");
+        let udns: Vec<String> = desc
+            .split("<UDN>")
+            .skip(1)
+            .filter_map(|p| p.split("</UDN>").next())
+            .map(str::to_string)
+            .collect();
+        assert_eq!(udns.len(), 3, "{desc}");
+        let (s, text) = raw_http(addr, format!("SUBSCRIBE /evt/IPConn HTTP/1.1\r\nHost: {addr}\r\nCALLBACK: <http://{sink}/cb>\r\nNT: upnp:event\r\nTIMEOUT: Second-300\r\nConnection: close\r\n\r\n").into_bytes()).await;
+        assert_eq!(s, 200, "{text}");
+        let sid = text
+            .lines()
+            .find_map(|l| l.strip_prefix("sid: ").or_else(|| l.strip_prefix("SID: ")))
+            .unwrap()
+            .trim()
+            .to_string();
+        assert!(!udns.contains(&sid), "SID {sid} is a UDN: {udns:?}");
+        seen.push((udns, sid));
+        igd.stop().await;
+    }
+    assert_ne!(seen[0].0, seen[1].0, "two fresh starts, one UUID");
+    assert_ne!(seen[0].1, seen[1].1, "two fresh starts, one SID");
 }

@@ -29,6 +29,21 @@ pub fn lab_script() -> PathBuf {
 
 /// True when the tests may run: we are root. Otherwise panics with what to do, or returns false
 /// (after saying so) when `HOMENET_SKIP_ROOT_TESTS=1`.
+/// The python interpreter itself: `python3` may be a launcher (pyenv's shim costs 0.2 s a run,
+/// and the tests run python many times).
+pub fn python() -> &'static str {
+    static PYTHON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PYTHON.get_or_init(|| {
+        Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "python3".to_string())
+    })
+}
+
 pub fn require_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let euid = unsafe { libc::geteuid() };

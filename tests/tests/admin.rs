@@ -63,10 +63,25 @@ fn admin_page_shows_the_router_and_deletes_a_mapping() {
             .is_empty()
     );
 
-    // Delete from the page (the form's POST), although cam1 owns it and secure mode is on.
+    // Delete from the page (the form's POST, with the page's token), although cam1 owns it
+    // and secure mode is on. Without the token (a form on another site) it is refused.
+    let token = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("the form carries a token");
     let code = lab.sh(
         "viewer",
         "curl -sS -m 5 -o /dev/null -w '%{http_code}' -d 'protocol=tcp&port=8080' http://192.168.1.1/admin/mappings/delete",
+    );
+    assert_eq!(code.trim(), "403");
+    assert!(
+        lab.sh("viewer", "curl -sS -m 5 http://192.168.1.1/")
+            .contains("porch")
+    );
+    let code = lab.sh(
+        "viewer",
+        &format!("curl -sS -m 5 -o /dev/null -w '%{{http_code}}' -d 'protocol=tcp&port=8080&csrf={token}' http://192.168.1.1/admin/mappings/delete"),
     );
     assert_eq!(code.trim(), "303");
     assert!(

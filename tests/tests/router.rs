@@ -25,7 +25,7 @@ fn api_post(lab: &Lab, path: &str, body: &str) -> String {
     lab.sh(
         "viewer",
         &format!(
-            "curl -sS -m 5 --fail-with-body -X POST --data-raw '{body}' http://192.168.1.1{path}"
+            "curl -sS -m 5 --fail-with-body -H 'Content-Type: application/json' -X POST --data-raw '{body}' http://192.168.1.1{path}"
         ),
     )
 }

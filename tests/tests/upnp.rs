@@ -19,10 +19,9 @@
 //! upnpc 2 s a run, so only the `-s` runs discover; the others name the description URL (`-u`).
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use tests::{Lab, LabOptions, RouterKind, repo_root, require_root};
+use tests::{Lab, LabOptions, RouterKind, python, repo_root, require_root};
 
 /// The internet terminal (the lab's `inet` namespace), where the traffic checks start.
 const TERMINAL: &str = "198.51.100.10";
@@ -31,21 +30,6 @@ const DESC_URL: &str = "http://192.168.1.1:5000/rootDesc.xml";
 
 fn ours() -> LabOptions {
     LabOptions::new(RouterKind::Ours).cams(2)
-}
-
-/// The python interpreter itself: `python3` may be a launcher (pyenv's shim costs 0.2 s a run,
-/// and the tests run python a few dozen times).
-fn python() -> &'static str {
-    static PYTHON: OnceLock<String> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        std::process::Command::new("python3")
-            .args(["-c", "import sys; print(sys.executable)"])
-            .output()
-            .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| "python3".to_string())
-    })
 }
 
 fn script(name: &str) -> String {

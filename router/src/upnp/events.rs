@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use rand::{Rng, SeedableRng, rngs::SmallRng};
+use rand::{Rng, TryRngCore, rngs::OsRng};
 use shared::gena::{EventNotify, Subscription, Timeout, next_seq};
 use shared::igd::ServiceKind;
 use shared::url::HttpUrl;
@@ -27,6 +27,9 @@ pub const MIN_TIMEOUT: u32 = 60;
 pub const MAX_TIMEOUT: u32 = 1800;
 /// Most subscriptions at once (a 503 past it).
 pub const MAX_SUBSCRIBERS: usize = 64;
+/// Most subscriptions from one LAN host (a 503 past it), so that one host cannot take them
+/// all: three evented services, a few control points each.
+pub const MAX_SUBSCRIBERS_PER_CLIENT: usize = 12;
 /// Events queued per subscriber before new ones are dropped.
 pub const QUEUE: usize = 16;
 /// Time for one NOTIFY delivery: connect, send, read the status line.
@@ -58,6 +61,8 @@ impl SubError {
 pub struct Sub<T> {
     /// The evented service.
     pub service: ServiceKind,
+    /// Who subscribed.
+    pub client: IpAddr,
     /// Callback URLs, in order of preference.
     pub callbacks: Vec<HttpUrl>,
     /// When it ends unless renewed.
@@ -84,8 +89,17 @@ pub struct Delivery {
 #[derive(Debug)]
 pub struct Subscribers<T> {
     subs: HashMap<String, Sub<T>>,
-    rng: SmallRng,
     max: usize,
+}
+
+/// A random UUID (RFC 4122 version 4 layout) from the OS random source (getrandom(2)).
+///
+/// SIDs and the device UUIDs are capabilities: a SID lets its holder renew or cancel the
+/// subscription (UDA 1.1 §4.1.3-§4.1.4), so they must not be guessable from each other or from
+/// the time of the start. OsRng fails only without /dev/urandom and getrandom(2), where no
+/// router can run.
+pub fn os_uuid() -> String {
+    random_uuid(&mut OsRng.unwrap_err())
 }
 
 /// A random UUID (RFC 4122 version 4 layout) from `rng`.
@@ -105,11 +119,10 @@ pub fn random_uuid(rng: &mut impl Rng) -> String {
 }
 
 impl<T> Subscribers<T> {
-    /// An empty table; SIDs drawn from `seed`.
-    pub fn new(seed: u64, max: usize) -> Self {
+    /// An empty table; SIDs drawn from the OS random source ([`os_uuid`]).
+    pub fn new(max: usize) -> Self {
         Subscribers {
             subs: HashMap::new(),
-            rng: SmallRng::seed_from_u64(seed),
             max,
         }
     }
@@ -139,16 +152,22 @@ impl<T> Subscribers<T> {
         if !req.callbacks_point_at(subscriber) {
             return Err(SubError::Precondition);
         }
-        if self.subs.len() >= self.max {
+        let from_client = self
+            .subs
+            .values()
+            .filter(|s| s.client == subscriber)
+            .count();
+        if self.subs.len() >= self.max || from_client >= self.max.min(MAX_SUBSCRIBERS_PER_CLIENT) {
             return Err(SubError::Full);
         }
         let granted = Timeout::grant(req.timeout, MIN_TIMEOUT, MAX_TIMEOUT, MAX_TIMEOUT);
-        let sid = format!("uuid:{}", random_uuid(&mut self.rng));
+        let sid = format!("uuid:{}", os_uuid());
         let handle = handle(&sid);
         self.subs.insert(
             sid.clone(),
             Sub {
                 service,
+                client: subscriber,
                 callbacks: req.callbacks.clone(),
                 expires: now + Duration::from_secs(u64::from(granted)),
                 next_seq: 0,
@@ -334,7 +353,7 @@ mod tests {
     #[test]
     fn subscribe_renew_expire_unsubscribe() {
         let t0 = Instant::now();
-        let mut t: Subscribers<()> = Subscribers::new(1, 4);
+        let mut t: Subscribers<()> = Subscribers::new(4);
         let me: IpAddr = "192.168.1.100".parse().unwrap();
         let (sid, granted) = t
             .subscribe(t0, ServiceKind::WanIpConnection, me, &sub(SUB), |_| ())
@@ -384,7 +403,7 @@ mod tests {
     #[test]
     fn call_stranger_and_limit() {
         let t0 = Instant::now();
-        let mut t: Subscribers<()> = Subscribers::new(1, 2);
+        let mut t: Subscribers<()> = Subscribers::new(2);
         let other: IpAddr = "192.168.1.101".parse().unwrap();
         assert_eq!(
             t.subscribe(t0, ServiceKind::WanIpConnection, other, &sub(SUB), |_| ()),
@@ -412,10 +431,38 @@ mod tests {
         );
     }
 
+    /// Issue 11: one LAN host cannot take every subscription.
+    #[test]
+    fn one_host_gets_its_share_of_subscriptions() {
+        let t0 = Instant::now();
+        let mut t: Subscribers<()> = Subscribers::new(MAX_SUBSCRIBERS);
+        let me: IpAddr = "192.168.1.100".parse().unwrap();
+        for _ in 0..MAX_SUBSCRIBERS_PER_CLIENT {
+            t.subscribe(t0, ServiceKind::WanIpConnection, me, &sub(SUB), |_| ())
+                .unwrap();
+        }
+        assert_eq!(
+            t.subscribe(t0, ServiceKind::WanIpConnection, me, &sub(SUB), |_| ()),
+            Err(SubError::Full)
+        );
+        let other: IpAddr = "192.168.1.101".parse().unwrap();
+        let theirs = String::from_utf8_lossy(SUB).replace("1.100", "1.101");
+        assert!(
+            t.subscribe(
+                t0,
+                ServiceKind::WanIpConnection,
+                other,
+                &sub(theirs.as_bytes()),
+                |_| ()
+            )
+            .is_ok()
+        );
+    }
+
     #[test]
     fn seq_per_subscriber() {
         let t0 = Instant::now();
-        let mut t: Subscribers<u8> = Subscribers::new(7, 8);
+        let mut t: Subscribers<u8> = Subscribers::new(8);
         let me: IpAddr = "192.168.1.100".parse().unwrap();
         let (a, _) = t
             .subscribe(t0, ServiceKind::WanIpConnection, me, &sub(SUB), |_| 1)

@@ -5,7 +5,10 @@
 //! Limits: request bodies up to [`shared::soap::MAX_REQUEST`] (16 KiB, else 413), heads up to
 //! `http1::MAX_HEAD` (16 KiB, else 431), the head within [`HEADER_TIMEOUT`], the body within
 //! [`BODY_TIMEOUT`] (else 408), a connection for at most [`CONNECTION_TIMEOUT`], at most
-//! [`MAX_CONNECTIONS`] at once. Every request gets an answer: a SOAP fault or an HTTP error.
+//! [`MAX_CONNECTIONS`] at once and [`MAX_CONNECTIONS_PER_CLIENT`] from one LAN host (more are
+//! closed at once). Every request gets an answer: a SOAP fault or an HTTP error. SOAP control
+//! needs `Content-Type: text/xml`, a `SOAPACTION` field and the router's address in `Host`
+//! ([`soap_refusal`]): a web page elsewhere can send none of them.
 //!
 //! How it is served: control points open a connection per request (miniupnpc's upnpc does,
 //! with `Connection: close`), so the cost of a request is mostly the cost of a connection:
@@ -31,7 +34,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, SERVER};
+use hyper::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, SERVER};
 use hyper::{Method, Response, StatusCode, Version};
 use shared::gena::{self, GenaRequest, SubscribeResponse};
 use shared::igd::{ServiceKind, ServiceType};
@@ -39,12 +42,13 @@ use shared::soap::{self, ActionRequest, ActionResponse, Fault, SoapAction};
 use shared::upnp_error::UpnpError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::watch;
 use tokio::time::{Instant, timeout_at};
 
 use super::events::{self, SubError};
 use super::http1::{self, Body, Framing, Head};
 use super::{SERVER as SERVER_TOKEN, Shared, lock};
+use crate::httpguard::{ConnLimiter, ConnPermit};
 
 /// Time to receive a request head.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -52,8 +56,12 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest a connection (keep-alive included) may stay open.
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
-/// Connections served at once; more wait in the accept queue.
+/// Connections served at once; more are closed at once.
 pub const MAX_CONNECTIONS: usize = 256;
+/// Connections one LAN host may hold; more from it are closed at once, so one host holding
+/// idle or trickling connections (slowloris) leaves the rest to the others. A control point
+/// walking the table uses one at a time.
+pub const MAX_CONNECTIONS_PER_CLIENT: usize = 16;
 /// How long a closing connection still reads (and drops) what the client sends, so that the
 /// close does not reset the answer away (RFC 9112 §9.6), and how much.
 const LINGER: Duration = Duration::from_secs(2);
@@ -134,16 +142,18 @@ impl Drop for Acceptor {
 /// runtime needs epoll_wait and accept4 until EAGAIN, and a control point's request does not
 /// wait behind the router's other tasks on the runtime thread, nor they behind it.
 fn accept_loop(listener: &std::net::TcpListener, shared: &Arc<Shared>, stopping: &AtomicBool) {
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let limit = ConnLimiter::new(MAX_CONNECTIONS, MAX_CONNECTIONS_PER_CLIENT);
     while !stopping.load(Ordering::Acquire) {
-        // At most MAX_CONNECTIONS: more wait in the accept queue.
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            std::thread::sleep(Duration::from_millis(10));
-            continue;
-        };
         match accept(listener) {
             Ok((stream, peer)) => {
-                serve_inline(shared, stream, peer, permit);
+                match limit.admit(peer.ip()) {
+                    Ok(permit) => serve_inline(shared, stream, peer, permit),
+                    Err(why) => {
+                        // Closed unanswered: what it sent would only be more of the same.
+                        shared.stats.http_refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!("upnp http: {peer} refused: {why:?}");
+                    }
+                }
                 look_for_the_next(listener);
             }
             Err(_) if stopping.load(Ordering::Acquire) => return,
@@ -224,12 +234,7 @@ fn accept(listener: &std::net::TcpListener) -> io::Result<(StdStream, SocketAddr
 
 /// Answers what the client has already sent, without blocking; hands whatever would wait to
 /// a task ([`conn_task`]).
-fn serve_inline(
-    shared: &Arc<Shared>,
-    stream: StdStream,
-    peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
-) {
+fn serve_inline(shared: &Arc<Shared>, stream: StdStream, peer: SocketAddr, permit: ConnPermit) {
     let mut conn = Conn::new(peer);
     match conn.read_now(&stream) {
         // Closed (or reset) before a byte: nothing to answer.
@@ -586,6 +591,39 @@ enum Target {
     Event(ServiceKind),
     NotFound,
     NotAllowed,
+    /// A control request refused from its head ([`soap_refusal`]).
+    Refused(SoapRefusal),
+}
+
+/// Why a control request is refused before its body is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SoapRefusal {
+    /// `Host` is not the router's LAN address (DNS rebinding): 421 Misdirected Request.
+    Host,
+    /// Not `text/xml` (UDA 1.1 §3.2.1): 415 Unsupported Media Type.
+    ContentType,
+    /// No `SOAPACTION` (UDA 1.1 §3.2.1 requires it): the UPnP error 401 Invalid Action.
+    NoSoapAction,
+}
+
+/// A browser page can POST a `text/plain` body anywhere without asking (a CORS "simple
+/// request"), but cannot send `Content-Type: text/xml` or a `SOAPACTION` field to another
+/// origin without a preflight this server never grants, and after DNS rebinding its `Host`
+/// is the attacker's name: so a control request needs all three (issue 11).
+fn soap_refusal(shared: &Shared, head: &Head) -> Option<SoapRefusal> {
+    let own = crate::httpguard::own_addrs(shared.http_addr.ip(), shared.lan.0);
+    let host = head.headers.get(HOST).map(HeaderValue::as_bytes);
+    if !crate::httpguard::host_allowed(host, &own, &[]) {
+        return Some(SoapRefusal::Host);
+    }
+    let ct = head.headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes);
+    if !crate::httpguard::media_type_is(ct, "text/xml") {
+        return Some(SoapRefusal::ContentType);
+    }
+    if !head.headers.contains_key("soapaction") {
+        return Some(SoapRefusal::NoSoapAction);
+    }
+    None
 }
 
 fn target(shared: &Shared, head: &Head) -> Target {
@@ -598,7 +636,10 @@ fn target(shared: &Shared, head: &Head) -> Target {
                 Target::NotFound
             };
         }
-        "POST" => find(&shared.control, path).map(Target::Control),
+        "POST" => find(&shared.control, path).map(|kind| match soap_refusal(shared, head) {
+            Some(why) => Target::Refused(why),
+            None => Target::Control(kind),
+        }),
         "SUBSCRIBE" | "UNSUBSCRIBE" => find(&shared.events, path).map(Target::Event),
         _ => return Target::NotAllowed,
     };
@@ -623,6 +664,11 @@ fn answer(shared: &Shared, peer: SocketAddr, head: &Head, target: Target) -> Res
             }
         }
         Target::Event(kind) => subscribe(shared, peer, kind, head),
+        Target::Refused(SoapRefusal::Host) => status_only(StatusCode::MISDIRECTED_REQUEST),
+        Target::Refused(SoapRefusal::ContentType) => {
+            status_only(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+        }
+        Target::Refused(SoapRefusal::NoSoapAction) => fault(shared, UpnpError::InvalidAction),
         // Control is answered by `control`, with its body.
         Target::Control(_) | Target::NotFound => status_only(StatusCode::NOT_FOUND),
         Target::NotAllowed => {
@@ -650,9 +696,8 @@ fn fault(shared: &Shared, e: UpnpError) -> Resp {
     )
 }
 
-/// POST to a control URL (UDA 1.1 §3.2.1), its body read. SOAPACTION with or without quotes;
-/// without it the body alone names the action (some clients send only `Content-Type:
-/// text/xml`).
+/// POST to a control URL (UDA 1.1 §3.2.1), its head checked ([`soap_refusal`]) and its body
+/// read. SOAPACTION with or without quotes; an empty one leaves the body to name the action.
 fn control(shared: &Shared, peer: SocketAddr, kind: ServiceKind, head: &Head, body: &[u8]) -> Resp {
     let header = head
         .headers
@@ -681,7 +726,11 @@ fn control(shared: &Shared, peer: SocketAddr, kind: ServiceKind, head: &Head, bo
             );
         }
     };
-    if let Some(h) = header.as_deref().filter(|h| !h.trim().is_empty()) {
+    // SOAP 1.1 §6.1.1: `""` leaves the intent to the request (here: the body names it).
+    if let Some(h) = header
+        .as_deref()
+        .filter(|h| !h.trim().trim_matches('"').is_empty())
+    {
         match SoapAction::parse(h) {
             Ok(sa) if areq.matches(&sa) => {}
             _ => return fault(shared, UpnpError::InvalidAction),
@@ -810,515 +859,5 @@ fn subscribe(shared: &Shared, peer: SocketAddr, kind: ServiceKind, head: &Head) 
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Mutex;
-
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    use super::*;
-    use crate::nat::{Nat, NatConfig};
-    use crate::upnp::{Clock, ManualClock, UpnpConfig, UpnpService};
-
-    const WAN: Ipv4Addr = Ipv4Addr::new(60, 120, 76, 64);
-
-    struct Igd {
-        addr: SocketAddr,
-        shared: Arc<Shared>,
-        stop: Option<tokio::sync::oneshot::Sender<()>>,
-        task: tokio::task::JoinHandle<()>,
-    }
-
-    impl Igd {
-        async fn start() -> Igd {
-            Self::start_with(|_| {}).await
-        }
-
-        async fn start_with(tweak: impl FnOnce(&mut UpnpConfig)) -> Igd {
-            let nat = Nat::new(NatConfig::new(WAN, Ipv4Addr::LOCALHOST, 8), 1);
-            let mut cfg = UpnpConfig::loopback(Ipv4Addr::LOCALHOST);
-            cfg.seed = Some(7);
-            tweak(&mut cfg);
-            let clock: Arc<dyn Clock> = Arc::new(ManualClock::new());
-            let svc = UpnpService::bind(cfg, Arc::new(Mutex::new(nat)), clock)
-                .await
-                .unwrap();
-            let shared = svc.shared.clone();
-            let addr = shared.http_addr;
-            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-            let task = tokio::spawn(svc.run(async move {
-                let _ = rx.await;
-            }));
-            Igd {
-                addr,
-                shared,
-                stop: Some(tx),
-                task,
-            }
-        }
-
-        async fn stop(mut self) {
-            if let Some(tx) = self.stop.take() {
-                let _ = tx.send(());
-            }
-            let _ = (&mut self.task).await;
-        }
-    }
-
-    fn envelope(action: &str) -> String {
-        envelope_with(1, action, "")
-    }
-
-    fn envelope_with(version: u32, action: &str, args: &str) -> String {
-        format!(
-            "<?xml version=\"1.0\"?><s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\" s:encodingStyle=\"http://schemas.xmlsoap.org/soap/encoding/\"><s:Body><u:{action} xmlns:u=\"urn:schemas-upnp-org:service:WANIPConnection:{version}\">{args}</u:{action}></s:Body></s:Envelope>"
-        )
-    }
-
-    fn post(body: &str, extra: &str) -> Vec<u8> {
-        format!(
-            "POST /ctl/IPConn HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n{extra}\r\n{body}",
-            body.len()
-        )
-        .into_bytes()
-    }
-
-    /// A GetExternalIPAddress request, with `extra` fields.
-    fn soap_request(extra: &str) -> Vec<u8> {
-        let body = envelope("GetExternalIPAddress");
-        format!(
-            "POST /ctl/IPConn HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nSOAPAction: \"urn:schemas-upnp-org:service:WANIPConnection:1#GetExternalIPAddress\"\r\nContent-Length: {}\r\n{extra}\r\n{body}",
-            body.len()
-        )
-        .into_bytes()
-    }
-
-    /// One response from `s` (input kept in `buf` across calls): (status, head, body).
-    async fn response(
-        s: &mut TcpStream,
-        buf: &mut Vec<u8>,
-        head_req: bool,
-    ) -> (u16, String, Vec<u8>) {
-        let end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            let mut chunk = [0u8; 4096];
-            let n = s.read(&mut chunk).await.unwrap();
-            assert!(
-                n > 0,
-                "closed before a response: {:?}",
-                String::from_utf8_lossy(buf)
-            );
-            buf.extend_from_slice(&chunk[..n]);
-        };
-        let head = String::from_utf8(buf[..end].to_vec()).unwrap();
-        let status = head[9..12].parse().unwrap();
-        let len: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length: "))
-            .map_or(0, |v| v.trim().parse().unwrap());
-        let len = if head_req || status == 100 { 0 } else { len };
-        while buf.len() < end + len {
-            let mut chunk = [0u8; 4096];
-            let n = s.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "closed within a body");
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        let body = buf[end..end + len].to_vec();
-        buf.drain(..end + len);
-        (status, head, body)
-    }
-
-    /// Reads to the end; what came.
-    async fn rest(s: &mut TcpStream, mut buf: Vec<u8>) -> Vec<u8> {
-        let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
-        buf
-    }
-
-    #[tokio::test]
-    async fn split_reads_keep_alive_and_pipelining() {
-        let igd = Igd::start().await;
-        let mut s = TcpStream::connect(igd.addr).await.unwrap();
-        // A request in pieces, the head and the body split anywhere.
-        let req = soap_request("");
-        for piece in req.chunks(7) {
-            s.write_all(piece).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        let mut buf = Vec::new();
-        let (status, head, body) = response(&mut s, &mut buf, false).await;
-        assert_eq!(status, 200, "{head}");
-        assert!(
-            !head.contains("connection:"),
-            "HTTP/1.1 keep-alive is the default: {head}"
-        );
-        assert!(String::from_utf8_lossy(&body).contains(&WAN.to_string()));
-        // Pipelined on the same connection: GET, HEAD, a SOAP call, then one that closes.
-        let mut three = b"GET /rootDesc.xml HTTP/1.1\r\nHost: x\r\n\r\nHEAD /rootDesc.xml HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
-        three.extend_from_slice(&soap_request(""));
-        three.extend_from_slice(b"GET /nothing HTTP/1.1\r\nConnection: close\r\n\r\n");
-        s.write_all(&three).await.unwrap();
-        let (status, _, doc) = response(&mut s, &mut buf, false).await;
-        assert_eq!(status, 200);
-        assert!(doc.starts_with(b"<?xml"));
-        let (status, head, body) = response(&mut s, &mut buf, true).await;
-        assert_eq!(status, 200);
-        assert!(
-            head.contains(&format!("content-length: {}\r\n", doc.len())),
-            "{head}"
-        );
-        assert!(body.is_empty());
-        let (status, _, body) = response(&mut s, &mut buf, false).await;
-        assert_eq!(status, 200);
-        assert!(String::from_utf8_lossy(&body).contains("NewExternalIPAddress"));
-        let (status, head, _) = response(&mut s, &mut buf, false).await;
-        assert_eq!(status, 404);
-        assert!(head.contains("connection: close\r\n"), "{head}");
-        assert!(
-            rest(&mut s, buf).await.is_empty(),
-            "nothing after the last answer"
-        );
-        // HTTP/1.0 keep-alive only when asked for.
-        let mut s = TcpStream::connect(igd.addr).await.unwrap();
-        s.write_all(b"GET /rootDesc.xml HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
-            .await
-            .unwrap();
-        let mut buf = Vec::new();
-        let (status, head, _) = response(&mut s, &mut buf, false).await;
-        assert!(
-            status == 200 && head.starts_with("HTTP/1.0 200 OK\r\n"),
-            "{head}"
-        );
-        assert!(head.contains("connection: keep-alive\r\n"), "{head}");
-        s.write_all(b"GET /rootDesc.xml HTTP/1.0\r\n\r\n")
-            .await
-            .unwrap();
-        let (status, _, _) = response(&mut s, &mut buf, false).await;
-        assert_eq!(status, 200);
-        assert!(rest(&mut s, buf).await.is_empty());
-        let stats = igd.shared.stats.http_requests.load(Ordering::Relaxed);
-        assert_eq!(stats, 7);
-        igd.stop().await;
-    }
-
-    #[tokio::test]
-    async fn one_request_per_connection_as_upnpc_does() {
-        let igd = Igd::start().await;
-        for _ in 0..50 {
-            let mut s = TcpStream::connect(igd.addr).await.unwrap();
-            s.write_all(&soap_request("Connection: close\r\n"))
-                .await
-                .unwrap();
-            let text = rest(&mut s, Vec::new()).await;
-            let text = String::from_utf8_lossy(&text);
-            assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
-            assert!(text.contains("connection: close\r\n"), "{text}");
-            assert!(text.ends_with("</s:Envelope>\r\n"), "{text}");
-        }
-        igd.stop().await;
-    }
-
-    #[tokio::test]
-    async fn expect_continue() {
-        let igd = Igd::start().await;
-        let req = soap_request("Expect: 100-continue\r\n");
-        let split = req.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-        let mut s = TcpStream::connect(igd.addr).await.unwrap();
-        s.write_all(&req[..split]).await.unwrap();
-        let mut buf = Vec::new();
-        let (status, head, _) = response(&mut s, &mut buf, false).await;
-        assert_eq!(status, 100, "{head}");
-        s.write_all(&req[split..]).await.unwrap();
-        let (status, _, _) = response(&mut s, &mut buf, false).await;
-        assert_eq!(status, 200);
-        // Too long by its Content-Length: 413 at once, no 100.
-        let mut s = TcpStream::connect(igd.addr).await.unwrap();
-        s.write_all(
-            b"POST /ctl/IPConn HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 20000\r\n\r\n",
-        )
-        .await
-        .unwrap();
-        let mut buf = Vec::new();
-        let (status, head, _) = response(&mut s, &mut buf, false).await;
-        assert_eq!(status, 413, "{head}");
-        assert!(rest(&mut s, buf).await.is_empty());
-        igd.stop().await;
-    }
-
-    #[tokio::test]
-    async fn refused_requests_get_http_errors() {
-        let igd = Igd::start().await;
-        let chunked = |body: &[u8]| {
-            let mut r = b"POST /ctl/IPConn HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
-            for c in body.chunks(1000) {
-                r.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
-                r.extend_from_slice(c);
-                r.extend_from_slice(b"\r\n");
-            }
-            r.extend_from_slice(b"0\r\n\r\n");
-            r
-        };
-        let mut big_head = b"GET /rootDesc.xml HTTP/1.1\r\n".to_vec();
-        while big_head.len() < 20_000 {
-            big_head.extend_from_slice(
-                b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n",
-            );
-        }
-        big_head.extend_from_slice(b"\r\n");
-        let cases: Vec<(Vec<u8>, u16)> = vec![
-            (chunked(envelope("GetExternalIPAddress").as_bytes()), 200),
-            (chunked(&vec![b' '; 20_000]), 413),
-            (
-                b"POST /ctl/IPConn HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec(),
-                400,
-            ),
-            (
-                b"POST /ctl/IPConn HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n".to_vec(),
-                501,
-            ),
-            (
-                b"POST /ctl/IPConn HTTP/1.1\r\nContent-Length: 3, 4\r\n\r\nabcd".to_vec(),
-                400,
-            ),
-            (big_head, 431),
-            (
-                b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03".to_vec(),
-                400,
-            ),
-            (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(), 505),
-            (b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n".to_vec(), 400),
-            (
-                b"PUT /ctl/IPConn HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi".to_vec(),
-                405,
-            ),
-            (
-                b"POST /nowhere HTTP/1.1\r\nContent-Length: 100000\r\n\r\n".to_vec(),
-                404,
-            ),
-        ];
-        for (req, want) in cases {
-            let mut s = TcpStream::connect(igd.addr).await.unwrap();
-            s.write_all(&req).await.unwrap();
-            let text = rest(&mut s, Vec::new()).await;
-            let text = String::from_utf8_lossy(&text);
-            assert!(
-                text.starts_with(&format!("HTTP/1.1 {want} ")),
-                "{want} for {:?}: {text}",
-                String::from_utf8_lossy(&req[..req.len().min(80)])
-            );
-        }
-        igd.stop().await;
-    }
-
-    #[tokio::test]
-    async fn slow_requests_get_408() {
-        let igd = Igd::start().await;
-        let t0 = std::time::Instant::now();
-        let mut head = TcpStream::connect(igd.addr).await.unwrap();
-        head.write_all(b"POST /ctl/IPConn HTTP/1.1\r\nHost: x\r\n")
-            .await
-            .unwrap();
-        let req = soap_request("");
-        let mut body = TcpStream::connect(igd.addr).await.unwrap();
-        body.write_all(&req[..req.len() - 10]).await.unwrap();
-        // Others are served meanwhile.
-        let mut s = TcpStream::connect(igd.addr).await.unwrap();
-        s.write_all(&soap_request("Connection: close\r\n"))
-            .await
-            .unwrap();
-        assert!(rest(&mut s, Vec::new()).await.starts_with(b"HTTP/1.1 200 "));
-        for s in [&mut head, &mut body] {
-            let text = rest(s, Vec::new()).await;
-            let text = String::from_utf8_lossy(&text);
-            assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
-        }
-        let took = t0.elapsed();
-        assert!(took >= HEADER_TIMEOUT.min(BODY_TIMEOUT), "{took:?}");
-        assert!(took < HEADER_TIMEOUT.max(BODY_TIMEOUT) * 2, "{took:?}");
-        igd.stop().await;
-    }
-
-    #[tokio::test]
-    async fn an_answer_larger_than_the_socket_buffer_arrives_whole() {
-        let igd = Igd::start_with(|cfg| {
-            cfg.table.max_total = 1000;
-            cfg.table.max_per_client = 1000;
-        })
-        .await;
-        let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 4000));
-        for port in 20000..21000 {
-            let args = format!(
-                "<NewRemoteHost></NewRemoteHost><NewExternalPort>{port}</NewExternalPort><NewProtocol>TCP</NewProtocol><NewInternalPort>{port}</NewInternalPort><NewInternalClient>127.0.0.1</NewInternalClient><NewEnabled>1</NewEnabled><NewPortMappingDescription>a rather long description to make the listing longer</NewPortMappingDescription><NewLeaseDuration>3600</NewLeaseDuration>"
-            );
-            let mut conn = Conn::new(peer);
-            conn.buf = post(&envelope_with(1, "AddPortMapping", &args), "");
-            let Step::Send(out, _) = conn.step(&igd.shared) else {
-                panic!()
-            };
-            assert!(out.starts_with(b"HTTP/1.1 200 "));
-        }
-        let list = envelope_with(
-            2,
-            "GetListOfPortMappings",
-            "<NewStartPort>1</NewStartPort><NewEndPort>65535</NewEndPort><NewProtocol>TCP</NewProtocol><NewManage>1</NewManage><NewNumberOfPorts>0</NewNumberOfPorts>",
-        );
-        // A small receive window, and nothing read for a while: the answer waits in the
-        // server's send buffer (on loopback, with its 64 KiB MSS, that buffer takes even this
-        // answer whole; `the_task_sends_the_rest_of_an_answer` covers a partial send).
-        let sock = tokio::net::TcpSocket::new_v4().unwrap();
-        sock.set_recv_buffer_size(4096).unwrap();
-        let mut s = sock.connect(igd.addr).await.unwrap();
-        s.write_all(&post(&list, "Connection: close\r\n"))
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let text = rest(&mut s, Vec::new()).await;
-        let head_end = text.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-        let head = String::from_utf8_lossy(&text[..head_end]);
-        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
-        let len: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length: "))
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert!(len > 300_000, "{len}");
-        assert_eq!(text.len() - head_end, len);
-        assert!(text.ends_with(b"</s:Envelope>\r\n"));
-        assert_eq!(
-            String::from_utf8_lossy(&text)
-                .matches("<p:PortMappingEntry>")
-                .count(),
-            1000
-        );
-        igd.stop().await;
-    }
-
-    /// What the inline path could not send goes out from the task, then the FIN.
-    #[tokio::test]
-    async fn the_task_sends_the_rest_of_an_answer() {
-        let igd = Igd::start().await;
-        let l = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (server, peer) = l.accept().unwrap();
-        server.set_nonblocking(true).unwrap();
-        let rest_of_answer: Vec<u8> = (0..3_000_000u32).map(|i| i as u8).collect();
-        let want = rest_of_answer.clone();
-        let shared = igd.shared.clone();
-        let task = tokio::spawn(async move {
-            conn_task(&shared, Conn::new(peer), server, rest_of_answer, true).await;
-        });
-        let got = tokio::task::spawn_blocking(move || {
-            let mut got = Vec::new();
-            std::io::Read::read_to_end(&mut &client, &mut got).unwrap();
-            got
-        })
-        .await
-        .unwrap();
-        task.await.unwrap();
-        assert!(got == want, "{} bytes of {}", got.len(), want.len());
-        igd.stop().await;
-    }
-
-    #[tokio::test]
-    async fn stop_ends_the_accept_thread_and_closes_the_listener() {
-        let igd = Igd::start().await;
-        let addr = igd.addr;
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(&soap_request("Connection: close\r\n"))
-            .await
-            .unwrap();
-        assert!(rest(&mut s, Vec::new()).await.starts_with(b"HTTP/1.1 200 "));
-        let threads = || {
-            std::fs::read_dir("/proc/self/task")
-                .unwrap()
-                .flatten()
-                .filter(|t| {
-                    std::fs::read_to_string(t.path().join("comm"))
-                        .is_ok_and(|c| c.trim() == "upnp-http")
-                })
-                .count()
-        };
-        assert!(threads() >= 1);
-        igd.stop().await;
-        let refused = TcpStream::connect(addr).await.unwrap_err();
-        assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
-    }
-
-    /// Feeds `input` to a connection's state machine in pieces of `cut`, as the drivers do
-    /// (answers taken, more input when it asks for some); it must stop or ask for more.
-    fn run(shared: &Shared, input: &[u8], cut: usize) {
-        let mut conn = Conn::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 4000)));
-        let mut fed = 0;
-        for _ in 0..10_000 {
-            match conn.step(shared) {
-                Step::Send(out, then) => {
-                    assert!(
-                        out.starts_with(b"HTTP/1."),
-                        "{:?}",
-                        String::from_utf8_lossy(&out)
-                    );
-                    if then == Then::Close {
-                        return;
-                    }
-                }
-                Step::Need(_) if fed == input.len() => return,
-                Step::Need(_) => {
-                    let n = cut.min(input.len() - fed);
-                    conn.buf.extend_from_slice(&input[fed..fed + n]);
-                    fed += n;
-                }
-            }
-        }
-        panic!("no progress on {:?}", String::from_utf8_lossy(input));
-    }
-
-    #[tokio::test]
-    async fn any_input_gets_an_answer_or_a_wait_never_a_panic() {
-        let igd = Igd::start().await;
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rand = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        let mut sub = b"SUBSCRIBE /evt/IPConn HTTP/1.1\r\nCALLBACK: <http://127.0.0.1:9/>\r\nNT: upnp:event\r\nTIMEOUT: Second-60\r\n\r\n".to_vec();
-        sub.extend_from_slice(&soap_request("Transfer-Encoding: chunked\r\n"));
-        let seeds = [
-            soap_request(""),
-            soap_request("Expect: 100-continue\r\n"),
-            b"GET /rootDesc.xml HTTP/1.0\r\n\r\nHEAD /L3F.xml HTTP/1.1\r\n\r\n".to_vec(),
-            sub,
-            b"POST /ctl/IPConn HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".to_vec(),
-        ];
-        for base in &seeds {
-            for cut in [1, 3, 64, 4096] {
-                run(&igd.shared, base, cut);
-            }
-            for _ in 0..300 {
-                let mut v = base.clone();
-                for _ in 0..(rand() % 8 + 1) {
-                    let i = (rand() as usize) % v.len();
-                    match rand() % 4 {
-                        0 => v[i] = rand() as u8,
-                        1 => v.truncate(i),
-                        2 => v.insert(i, b"\r\n:; \x00\xff0"[(rand() % 8) as usize]),
-                        _ => {
-                            v.remove(i);
-                        }
-                    }
-                    if v.is_empty() {
-                        break;
-                    }
-                }
-                run(&igd.shared, &v, (rand() % 200 + 1) as usize);
-            }
-        }
-        for _ in 0..300 {
-            let v: Vec<u8> = (0..rand() % 600).map(|_| rand() as u8).collect();
-            run(&igd.shared, &v, 97);
-        }
-        igd.stop().await;
-    }
-}
+#[path = "http_tests.rs"]
+mod tests;

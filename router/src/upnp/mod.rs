@@ -142,7 +142,8 @@ pub struct UpnpConfig {
     pub info: DeviceInfo,
     /// GetCommonLinkProperties bit rates (up, down).
     pub link_bit_rates: (u32, u32),
-    /// Seed for SIDs and MX delays (None: from the clock).
+    /// Seed for the SSDP answer delays (None: random). SIDs and UUIDs always come from the
+    /// OS random source.
     pub seed: Option<u64>,
 }
 
@@ -322,6 +323,8 @@ pub struct Stats {
     pub http_requests: AtomicU64,
     /// HTTP requests refused before reaching SOAP / GENA (size, time, method, path).
     pub http_errors: AtomicU64,
+    /// Connections closed unanswered: the client (or the server) had its most open.
+    pub http_refused: AtomicU64,
     /// SOAP requests answered with a fault.
     pub soap_faults: AtomicU64,
     /// SOAP bodies that did not parse.
@@ -359,6 +362,7 @@ pub struct StatsSnapshot {
     pub ssdp_dropped: u64,
     pub http_requests: u64,
     pub http_errors: u64,
+    pub http_refused: u64,
     pub soap_faults: u64,
     pub soap_malformed: u64,
     pub gena_refused: u64,
@@ -514,6 +518,7 @@ impl UpnpHandle {
             ssdp_dropped: g(&s.ssdp_dropped),
             http_requests: g(&s.http_requests),
             http_errors: g(&s.http_errors),
+            http_refused: g(&s.http_refused),
             soap_faults: g(&s.soap_faults),
             soap_malformed: g(&s.soap_malformed),
             gena_refused: g(&s.gena_refused),
@@ -622,12 +627,11 @@ fn valid_uuid(s: &str) -> bool {
 }
 
 /// Loads (or creates) the identity in `dir`: `upnp-uuid` and `upnp-bootid`.
-pub fn load_identity(dir: Option<&Path>, seed: u64) -> Result<Identity> {
-    use rand::SeedableRng;
-    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+/// A new UUID comes from the OS random source ([`events::os_uuid`]).
+pub fn load_identity(dir: Option<&Path>) -> Result<Identity> {
     let Some(dir) = dir else {
         return Ok(Identity {
-            uuids: derive_uuids(&events::random_uuid(&mut rng)),
+            uuids: derive_uuids(&events::os_uuid()),
             boot_id: 1,
         });
     };
@@ -637,7 +641,7 @@ pub fn load_identity(dir: Option<&Path>, seed: u64) -> Result<Identity> {
     let root = match std::fs::read_to_string(&uuid_file) {
         Ok(s) if valid_uuid(s.trim()) => s.trim().to_string(),
         _ => {
-            let u = events::random_uuid(&mut rng);
+            let u = events::os_uuid();
             persist::write_atomic(&uuid_file, format!("{u}\n").as_bytes())
                 .with_context(|| format!("cannot write {}", uuid_file.display()))?;
             u
@@ -686,11 +690,10 @@ impl UpnpService {
         nat: Arc<Mutex<Nat>>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
-        let seed = cfg
-            .seed
-            .unwrap_or_else(|| SystemClock.unix() ^ u64::from(std::process::id()).rotate_left(32));
+        // Only the SSDP answer delays draw from the seed; SIDs and UUIDs come from the OS.
+        let seed = cfg.seed.unwrap_or_else(rand::random);
         let version = if cfg.igd_version >= 2 { 2 } else { 1 };
-        let identity = load_identity(cfg.state_dir.as_deref(), seed)?;
+        let identity = load_identity(cfg.state_dir.as_deref())?;
         let config_id = config_id(version, &identity.uuids, &cfg.info);
 
         let http = TcpListener::bind(SocketAddrV4::new(cfg.lan_addr, cfg.http_port))
@@ -823,7 +826,7 @@ impl UpnpService {
             clock,
             core: Mutex::new(core),
             nat,
-            subs: Mutex::new(Subscribers::new(seed, events::MAX_SUBSCRIBERS)),
+            subs: Mutex::new(Subscribers::new(events::MAX_SUBSCRIBERS)),
             stats: Arc::new(Stats::default()),
             documents,
             control,
