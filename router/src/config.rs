@@ -227,6 +227,10 @@ pub struct NatSection {
     pub port_allocation: Option<String>,
     pub hairpin: Option<bool>,
     pub timeouts: Option<TimeoutsPatch>,
+    /// `[nat.wan_sources]`: source ranges refused from the WAN (nat/guard.rs).
+    pub wan_sources: Option<crate::nat::WanSourcesSection>,
+    /// `[nat.limits]`: session and fragment limits (nat/limits.rs).
+    pub limits: Option<crate::nat::LimitsSection>,
 }
 
 impl NatSection {
@@ -401,6 +405,10 @@ pub struct Config {
     pub pcap_lan: Option<PathBuf>,
     pub pcap_wan: Option<PathBuf>,
     pub tun_name: String,
+    /// `[nat.wan_sources]`, validated.
+    pub wan_sources: crate::nat::WanSources,
+    /// `[nat.limits]`, validated.
+    pub limits: crate::nat::Limits,
     /// TUN offloads wanted (the device falls back to none when the kernel refuses them).
     pub offload: bool,
     /// Busy-polling window of the dataplane loop ([`crate::dataplane::BUSY_POLL`] by default).
@@ -540,6 +548,29 @@ impl Config {
             .or(file.tun)
             .unwrap_or_else(|| "tun0".into());
         check_iface_name("tun", &tun_name)?;
+        if tun_name.len() > 14 {
+            return Err(ConfigError {
+                field: "config field \"tun\" / option --tun".into(),
+                problem: format!(
+                    "{tun_name:?} leaves no room for the WAN side's device {tun_name}w"
+                ),
+                fix: "use at most 14 characters".into(),
+            });
+        }
+        let wan_sources = file
+            .nat
+            .wan_sources
+            .clone()
+            .unwrap_or_default()
+            .to_filter()
+            .map_err(|(f, p, fix)| field_err(&format!("nat.wan_sources.{f}"), p, fix))?;
+        let limits = file
+            .nat
+            .limits
+            .clone()
+            .unwrap_or_default()
+            .to_limits()
+            .map_err(|(f, p, fix)| field_err(&format!("nat.limits.{f}"), p, fix))?;
 
         let offload = !args.no_offload && file.dataplane.offload.unwrap_or(true);
         let busy_poll_us = args
@@ -578,6 +609,8 @@ impl Config {
             pcap_lan: args.pcap_lan.clone().or(file.capture.lan),
             pcap_wan: args.pcap_wan.clone().or(file.capture.wan),
             tun_name,
+            wan_sources,
+            limits,
             offload,
             busy_poll: Duration::from_micros(busy_poll_us as u64),
             routing,

@@ -31,7 +31,7 @@
 
 use std::{
     cmp::Reverse,
-    collections::{BinaryHeap, HashMap},
+    collections::{BinaryHeap, HashMap, VecDeque},
     hash::{BuildHasher, Hash, Hasher},
 };
 
@@ -221,9 +221,12 @@ pub(crate) struct Session {
     pub ext_port: u16,
     /// `Proto as u8`, or `FREE` for a slot on the free list.
     pub proto: u8,
-    /// TCP state bits (SEEN_OUT ...); 0 for UDP/ICMP.
+    /// TCP state bits (SEEN_OUT ...); for UDP/ICMP only SEEN_OUT / SEEN_IN.
     pub tcp: u8,
     pub mapping: u32,
+    /// Opened from the LAN (true) or from the internet; says which count it is in
+    /// (`Table::hosts` or `Table::remotes`).
+    pub out: bool,
     /// Neighbours in the mapping's session list; `next` doubles as the free-list link.
     pub prev: u32,
     pub next: u32,
@@ -288,6 +291,13 @@ pub(crate) struct Table {
     pub map_idx: HashMap<MapKey, u32, SeededState>,
     owners: [Box<[u32]>; 3],
     heap: BinaryHeap<Reverse<(u64, u32)>>,
+    /// Sessions opened from the LAN, per internal address (module `limits`).
+    pub hosts: HashMap<u32, u32, SeededState>,
+    /// Sessions opened from the internet, per remote address.
+    pub remotes: HashMap<u32, u32, SeededState>,
+    /// Sessions opened from the internet, oldest first, with their inbound key (a slot may
+    /// have been reused since): the candidates for eviction when the table is full.
+    pub half_open: VecDeque<(u32, InKey)>,
 }
 
 impl Table {
@@ -305,6 +315,9 @@ impl Table {
             map_idx: HashMap::with_hasher(s),
             owners: [owners(), owners(), owners()],
             heap: BinaryHeap::new(),
+            hosts: HashMap::with_hasher(s),
+            remotes: HashMap::with_hasher(s),
+            half_open: VecDeque::new(),
         }
     }
 
@@ -387,6 +400,11 @@ impl Table {
     /// Inserts a session into the slab, the indexes, its mapping's list and the expiry heap.
     pub fn insert(&mut self, s: Session) -> u32 {
         let (ok, ik, m, exp) = (s.out_key(), s.in_key(), s.mapping, s.expires);
+        if s.out {
+            *self.hosts.entry(s.int_addr).or_insert(0) += 1;
+        } else {
+            *self.remotes.entry(s.rem_addr).or_insert(0) += 1;
+        }
         let idx = if self.free_head != NONE {
             let idx = self.free_head;
             self.free_head = self.sessions[idx as usize].next;
@@ -414,6 +432,16 @@ impl Table {
         self.in_idx.insert(ik, idx);
         self.heap.push(Reverse((exp, idx)));
         self.live += 1;
+        if !self.sessions[idx as usize].out {
+            self.half_open.push_back((idx, ik));
+            if self.half_open.len() > 2 * self.live + 4096 {
+                // Entries of sessions that are gone or answered; drop them now and then.
+                let (in_idx, sessions) = (&self.in_idx, &self.sessions);
+                self.half_open.retain(|(i, k)| {
+                    in_idx.get(k) == Some(i) && sessions[*i as usize].tcp & SEEN_OUT == 0
+                });
+            }
+        }
         idx
     }
 
@@ -427,6 +455,17 @@ impl Table {
             return;
         }
         let (ok, ik, m, prev, next) = (s.out_key(), s.in_key(), s.mapping, s.prev, s.next);
+        let (counts, addr) = if s.out {
+            (&mut self.hosts, s.int_addr)
+        } else {
+            (&mut self.remotes, s.rem_addr)
+        };
+        if let Some(n) = counts.get_mut(&addr) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&addr);
+            }
+        }
         self.out_idx.remove(&ok);
         self.in_idx.remove(&ik);
         if prev != NONE {
@@ -511,6 +550,9 @@ impl Table {
         self.out_idx.clear();
         self.in_idx.clear();
         self.heap.clear();
+        self.hosts.clear();
+        self.remotes.clear();
+        self.half_open.clear();
     }
 
     /// Sessions of a mapping, in list order.
@@ -557,6 +599,26 @@ impl Table {
         assert_eq!(live.len(), self.live, "live count");
         assert_eq!(self.out_idx.len(), self.live, "out index size");
         assert_eq!(self.in_idx.len(), self.live, "in index size");
+        let mut hosts: HashMap<u32, u32> = HashMap::new();
+        let mut remotes: HashMap<u32, u32> = HashMap::new();
+        for &i in &live {
+            let s = self.session(i);
+            if s.out {
+                *hosts.entry(s.int_addr).or_default() += 1;
+            } else {
+                *remotes.entry(s.rem_addr).or_default() += 1;
+            }
+        }
+        assert_eq!(
+            hosts,
+            self.hosts.iter().map(|(a, n)| (*a, *n)).collect(),
+            "hosts"
+        );
+        assert_eq!(
+            remotes,
+            self.remotes.iter().map(|(a, n)| (*a, *n)).collect(),
+            "remotes"
+        );
         for &i in &live {
             let s = self.session(i);
             assert_eq!(self.out_idx.get(&s.out_key()), Some(&i), "out index of {i}");
