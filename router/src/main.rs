@@ -122,6 +122,9 @@ async fn run(config: Config, hint: String) -> Result<()> {
     // The terminal going away must not leave the rules behind either.
     let mut sighup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
 
+    // Another router in this namespace: say so before anything else can fail on its sockets.
+    routing::refuse_live_owner()?;
+
     // --- Addresses -------------------------------------------------------------------------
     let wan_seen = routing::iface_ipv4(&config.wan_iface)
         .with_context(|| format!("WAN interface (--wan {})", config.wan_iface))?;

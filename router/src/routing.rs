@@ -145,13 +145,8 @@ pub fn wan_tun_name(tun: &str) -> String {
 /// gone: logged step by step), or what `--cleanup-stale` asks to remove; then
 /// [`check_clean`].
 pub fn prepare(cfg: &RoutingConfig, tun: &str, hint_args: &str, cleanup: bool) -> Result<()> {
+    refuse_live_owner()?;
     match owner::state() {
-        OwnerState::Alive(o) if o.pid != std::process::id() => bail!(
-            "another router (pid {}) is running in this namespace and owns its routing rules; \
-             stop it first (kill {}), or run this one in another namespace",
-            o.pid,
-            o.pid
-        ),
         OwnerState::Dead(o) => {
             warn!(
                 "the router that set up this namespace (pid {}) is gone without its teardown \
@@ -165,6 +160,20 @@ pub fn prepare(cfg: &RoutingConfig, tun: &str, hint_args: &str, cleanup: bool) -
         _ => {}
     }
     check_clean(cfg, tun, hint_args)
+}
+
+/// Refuses while another live router owns this namespace's rules (also called first thing at
+/// start, before sockets are bound, so that this is the message a second router gives).
+pub fn refuse_live_owner() -> Result<()> {
+    match owner::state() {
+        OwnerState::Alive(o) if o.pid != std::process::id() => bail!(
+            "another router (pid {}) is running in this namespace and owns its routing rules; \
+             stop it first (kill {}), or run this one in another namespace",
+            o.pid,
+            o.pid
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// Refuses to start in a namespace that still holds our rules (a crashed run), another router

@@ -604,11 +604,11 @@ fn checksum_verdicts(pcap: &std::path::Path) -> (usize, usize) {
 }
 
 #[test]
-fn refuses_stale_rules_and_cleans_them() {
+fn restart_after_kill_9_recovers_by_itself_and_a_second_router_is_refused() {
     if !can_run() {
         return;
     }
-    let lab = Lab::new();
+    let mut lab = Lab::new();
     let rtr = lab.ns("rtr");
     // Values the router changes, so that a restore shows.
     for (key, value) in [("ip_forward", "0"), ("conf/all/rp_filter", "2")] {
@@ -622,31 +622,54 @@ fn refuses_stale_rules_and_cleans_them() {
         );
     }
     let before = lab.routing_state();
+    lab.spawn("inet", &["python3", "-c", &udp_echo_server(INET, 7000)]);
 
-    // A crash: SIGKILL leaves the rules behind (the TUN goes with the process).
+    // A crash: SIGKILL leaves the rules behind (the TUNs go with the process).
     let mut router = lab.start_router(&[]);
     lab.wait_ready(&mut router);
     router.kill().unwrap();
     router.wait().unwrap();
     assert!(ok(&rtr, &["ip", "rule", "show"]).contains("lookup 100"));
 
+    // Started again as a supervisor would, without --cleanup-stale: it sees that the owner of
+    // the rules is dead, says what it removes, comes up and forwards.
     let mut again = lab.start_router(&[]);
-    let status = again.wait().unwrap();
+    lab.wait_ready(&mut again);
     let log = lab.router_log();
-    assert!(!status.success(), "started over stale rules:\n{log}");
-    assert!(log.contains("--cleanup-stale"), "{log}");
-
-    let mut cleaned = lab.start_router(&["--cleanup-stale"]);
-    lab.wait_ready(&mut cleaned);
-    let exit = sigterm_and_wait(&mut cleaned);
-    assert!(exit.success(), "{}", lab.router_log());
-    // Rules, routes and the sysctls the crashed run had changed are all back.
-    assert_eq!(before, lab.routing_state(), "{}", lab.router_log());
-    assert!(
-        lab.router_log().contains("cleanup: restore"),
+    assert!(log.contains("is gone without its teardown"), "{log}");
+    assert!(log.contains("cleanup: ip rule del pref"), "{log}");
+    assert!(log.contains("cleanup: restore"), "{log}");
+    let o = retry(&lab.ns("lan"), &["python3", "-c", &udp_client(INET, 7000, "after")]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "echo:after",
         "{}",
         lab.router_log()
     );
+
+    // A second router while this one runs is refused, and leaves the first one alone.
+    let second_log = lab.dir.join("second.log");
+    let second = Command::new("ip")
+        .args(["netns", "exec", &rtr, ROUTER, "--wan", "wan0", "--lan", "lan0"])
+        .args(["--listen", "192.168.1.1:8081", "--cleanup-stale"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&second_log).unwrap())
+        .status()
+        .unwrap();
+    let second_log = std::fs::read_to_string(&second_log).unwrap();
+    assert!(!second.success(), "a second router started:\n{second_log}");
+    assert!(
+        second_log.contains(&format!("another router (pid {})", again.id())),
+        "{second_log}"
+    );
+    let o = retry(&lab.ns("lan"), &["python3", "-c", &udp_client(INET, 7000, "still")]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "echo:still");
+
+    let exit = sigterm_and_wait(&mut again);
+    assert!(exit.success(), "{}", lab.router_log());
+    // Rules, routes and the sysctls the crashed run had changed are all back.
+    assert_eq!(before, lab.routing_state(), "{}", lab.router_log());
 }
 
 #[test]
