@@ -639,7 +639,10 @@ fn restart_after_kill_9_recovers_by_itself_and_a_second_router_is_refused() {
     assert!(log.contains("is gone without its teardown"), "{log}");
     assert!(log.contains("cleanup: ip rule del pref"), "{log}");
     assert!(log.contains("cleanup: restore"), "{log}");
-    let o = retry(&lab.ns("lan"), &["python3", "-c", &udp_client(INET, 7000, "after")]);
+    let o = retry(
+        &lab.ns("lan"),
+        &["python3", "-c", &udp_client(INET, 7000, "after")],
+    );
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).trim(),
         "echo:after",
@@ -650,7 +653,9 @@ fn restart_after_kill_9_recovers_by_itself_and_a_second_router_is_refused() {
     // A second router while this one runs is refused, and leaves the first one alone.
     let second_log = lab.dir.join("second.log");
     let second = Command::new("ip")
-        .args(["netns", "exec", &rtr, ROUTER, "--wan", "wan0", "--lan", "lan0"])
+        .args([
+            "netns", "exec", &rtr, ROUTER, "--wan", "wan0", "--lan", "lan0",
+        ])
         .args(["--listen", "192.168.1.1:8081", "--cleanup-stale"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -663,7 +668,10 @@ fn restart_after_kill_9_recovers_by_itself_and_a_second_router_is_refused() {
         second_log.contains(&format!("another router (pid {})", again.id())),
         "{second_log}"
     );
-    let o = retry(&lab.ns("lan"), &["python3", "-c", &udp_client(INET, 7000, "still")]);
+    let o = retry(
+        &lab.ns("lan"),
+        &["python3", "-c", &udp_client(INET, 7000, "still")],
+    );
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "echo:still");
 
     let exit = sigterm_and_wait(&mut again);

@@ -7,20 +7,21 @@
 //!   opened inbound (through a port forward or endpoint-independent filtering). One host
 //!   cannot take the table through a forward.
 //! - **Table full** ([`Limits::max_sessions`]): a new session first evicts the oldest
-//!   *unestablished* inbound session (a TCP handshake the LAN never answered, a UDP flow the
-//!   LAN never replied to), as a SYN cache would (RFC 4987 section 3.2 and 3.4: spoofed SYNs
+//!   *unconfirmed* inbound session: one whose opener never spoke again after the LAN answered
+//!   (a spoofed source never sees that answer, so never sends the final ACK of a TCP
+//!   handshake or a second UDP datagram), or a TCP connection reset or closed; as a SYN cache
+//!   would (RFC 4987 section 3.2 and 3.4: spoofed SYNs
 //!   from random sources must not lock out real connections). A spoofed SYN flood at a
 //!   forwarded port then only churns its own half-open sessions: LAN hosts keep opening
 //!   connections, and an inbound handshake survives as long as the flood needs to fill the
 //!   table (the table size over the flood rate), which is far longer than a round trip.
-//!   Established sessions are never evicted.
+//!   Confirmed sessions are never evicted.
 //!
 //! Every preset uses the same defaults ([`Limits::default`]); `[nat.limits]` changes them.
 
 use serde::Deserialize;
 
-use super::table::{Proto, SEEN_OUT, Session};
-use super::{DropReason, Nat, tcp_established};
+use super::{DropReason, Nat};
 
 /// Default cap on concurrent sessions (about 330 MB at the measured bytes per session).
 pub const DEFAULT_MAX_SESSIONS: usize = 2 << 20;
@@ -91,16 +92,6 @@ impl LimitsSection {
     }
 }
 
-/// Whether a session may give way to a new one: opened from the internet and not answered
-/// (or reset, or closed) by the LAN.
-fn unestablished(s: &Session) -> bool {
-    if s.proto() == Proto::Tcp {
-        !tcp_established(s.tcp)
-    } else {
-        s.tcp & SEEN_OUT == 0
-    }
-}
-
 impl Nat {
     /// Room for one new session of `int_addr` with `rem_addr` (opened from the LAN when
     /// `out`): the per-host or per-remote cap, then the table cap, evicting the oldest
@@ -125,7 +116,7 @@ impl Nat {
         }
         while let Some((idx, key)) = self.table.half_open.pop_front() {
             let current = self.table.in_idx.get(&key) == Some(&idx);
-            if current && unestablished(self.table.session(idx)) {
+            if current && self.table.session(idx).gives_way() {
                 self.table.remove(idx);
                 self.counters.sessions_evicted += 1;
                 return Ok(true);

@@ -79,8 +79,8 @@ pub use guard::{Prefix, Side, WanSources, WanSourcesSection};
 pub use limits::{DEFAULT_MAX_SESSIONS, Limits, LimitsSection};
 use rewrite::{Rewrite, rewrite, tcp_established, tcp_next, tcp_state_name};
 use table::{
-    InKey, KIND_ADM, KIND_APDM, KIND_EIM, KIND_FORWARD, MapKey, NONE, OutKey, Proto, SEEN_IN,
-    SEEN_OUT, SeededState, Session, Table,
+    CONFIRMED, InKey, KIND_ADM, KIND_APDM, KIND_EIM, KIND_FORWARD, MapKey, NONE, OutKey, Proto,
+    SEEN_IN, SEEN_OUT, SeededState, Session, Table,
 };
 use wire::{Ipv4Header, field, rd8, rd16};
 
@@ -955,8 +955,13 @@ impl Nat {
         if proto == Proto::Tcp {
             s.tcp = tcp_next(s.tcp, flags, out);
         } else {
-            // Which sides have spoken, for eviction (module `limits`).
             s.tcp |= if out { SEEN_OUT } else { SEEN_IN };
+        }
+        // Confirmed (never evicted, module `limits`): the opener spoke again, not a SYN, after
+        // the other side answered; a spoofed source never sees that answer.
+        let answered = s.tcp & if s.out { SEEN_IN } else { SEEN_OUT } != 0;
+        if out == s.out && answered && flags & wire::TCP_SYN == 0 {
+            s.tcp |= CONFIRMED;
         }
         let tcp = s.tcp;
         let expires = now.saturating_add(self.timeout_ms(proto, tcp));

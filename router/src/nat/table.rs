@@ -208,6 +208,8 @@ pub(crate) const SEEN_IN: u8 = 0x02;
 pub(crate) const FIN_OUT: u8 = 0x04;
 pub(crate) const FIN_IN: u8 = 0x08;
 pub(crate) const RST: u8 = 0x10;
+/// The opener spoke again after the other side answered (any protocol; module `limits`).
+pub(crate) const CONFIRMED: u8 = 0x20;
 
 const FREE: u8 = 0xff;
 
@@ -221,7 +223,7 @@ pub(crate) struct Session {
     pub ext_port: u16,
     /// `Proto as u8`, or `FREE` for a slot on the free list.
     pub proto: u8,
-    /// TCP state bits (SEEN_OUT ...); for UDP/ICMP only SEEN_OUT / SEEN_IN.
+    /// TCP state bits (SEEN_OUT ...); for UDP/ICMP only SEEN_OUT / SEEN_IN / CONFIRMED.
     pub tcp: u8,
     pub mapping: u32,
     /// Opened from the LAN (true) or from the internet; says which count it is in
@@ -253,6 +255,12 @@ impl Session {
             rem_port: self.rem_port,
             proto: self.proto(),
         }
+    }
+    /// May give way to a new session when the table is full: not confirmed (a handshake
+    /// from a source that never saw our answer), or a TCP connection reset or closed.
+    pub fn gives_way(&self) -> bool {
+        self.tcp & CONFIRMED == 0
+            || (self.proto() == Proto::Tcp && !super::rewrite::tcp_established(self.tcp))
     }
     pub fn in_key(&self) -> InKey {
         InKey {
@@ -437,9 +445,8 @@ impl Table {
             if self.half_open.len() > 2 * self.live + 4096 {
                 // Entries of sessions that are gone or answered; drop them now and then.
                 let (in_idx, sessions) = (&self.in_idx, &self.sessions);
-                self.half_open.retain(|(i, k)| {
-                    in_idx.get(k) == Some(i) && sessions[*i as usize].tcp & SEEN_OUT == 0
-                });
+                self.half_open
+                    .retain(|(i, k)| in_idx.get(k) == Some(i) && sessions[*i as usize].gives_way());
             }
         }
         idx

@@ -112,16 +112,25 @@ fn syn_flood_at_a_forward_never_locks_out_lan_connections() {
     lab.pass(tcp(real, sa(WAN, 8080), Tcp::Ack));
     let mut opened = 0;
     for i in 0..20_000u32 {
-        // Spoofed SYNs from ever new sources, far more than the table holds.
-        let syn = tcp(
-            sa(spoofed(i), 1024 + (i % 60000) as u16),
-            sa(WAN, 8080),
-            Tcp::Syn,
+        // Spoofed SYNs from ever new sources, far more than the table holds; the LAN server
+        // answers each (its SYN-ACK goes to the spoofed address, which never replies).
+        let from = sa(spoofed(i), 1024 + (i % 60000) as u16);
+        assert!(
+            lab.send(tcp(from, sa(WAN, 8080), Tcp::Syn)).is_ok(),
+            "flood SYN {i}"
         );
-        assert!(lab.send(syn).is_ok(), "flood SYN {i}");
+        assert_eq!(lab.pass(tcp(sa(H1, 80), from, Tcp::SynAck)).dst, from);
         if i % 97 == 0 {
             lab.now += Duration::from_millis(10);
             lab.handshake(H2, 10000 + (opened % 50000) as u16, sa(R1, 443));
+            // A real client's handshake through the forward completes too.
+            let client = sa(R1, 20000 + (opened % 40000) as u16);
+            lab.pass(tcp(client, sa(WAN, 8080), Tcp::Syn));
+            assert_eq!(lab.pass(tcp(sa(H1, 80), client, Tcp::SynAck)).dst, client);
+            assert_eq!(
+                lab.pass(tcp(client, sa(WAN, 8080), Tcp::Ack)).dst,
+                sa(H1, 80)
+            );
             opened += 1;
         }
     }
@@ -129,7 +138,7 @@ fn syn_flood_at_a_forward_never_locks_out_lan_connections() {
     assert_eq!(lab.nat.counters().drop_count(DropReason::TableFull), 0);
     assert!(lab.nat.counters().sessions_evicted >= 19_000);
     assert!(lab.nat.session_count() <= 1000);
-    // The established connection was never evicted.
+    // The confirmed connection was never evicted.
     assert_eq!(lab.pass(tcp(real, sa(WAN, 8080), Tcp::Ack)).dst, sa(H1, 80));
     lab.nat.table.check_invariants();
 }
