@@ -160,9 +160,10 @@ fn table_full_of_established_sessions_refuses_new_ones() {
 #[test]
 fn one_lan_host_cannot_take_the_table() {
     let mut lab = Lab::home();
-    let mut limits = Limits::default();
-    limits.sessions_per_host = 10;
-    lab.nat.set_limits(limits);
+    lab.nat.set_limits(Limits {
+        sessions_per_host: 10,
+        ..Limits::default()
+    });
     for p in 0..10 {
         lab.pass(udp(sa(H1, 1000 + p), sa(R1, 53), b"q"));
     }
@@ -182,9 +183,10 @@ fn one_lan_host_cannot_take_the_table() {
 #[test]
 fn one_internet_host_cannot_take_a_forward() {
     let mut lab = Lab::home();
-    let mut limits = Limits::default();
-    limits.sessions_per_remote = 5;
-    lab.nat.set_limits(limits);
+    lab.nat.set_limits(Limits {
+        sessions_per_remote: 5,
+        ..Limits::default()
+    });
     lab.forward(Protocol::Tcp, 8080, sa(H1, 80));
     for p in 0..5 {
         lab.pass(tcp(sa(R1, 1000 + p), sa(WAN, 8080), Tcp::Syn));
