@@ -451,6 +451,29 @@ fn config_errors_name_the_field() {
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("filterin"), "{err}");
+    for (section, want) in [
+        (
+            "[nat.limits]\nmax_sessions = 0\n",
+            "config field \"nat.limits.max_sessions\": 0 is out of range",
+        ),
+        (
+            "[nat.wan_sources]\nallow = [\"127.0.0.0/16\"]\n",
+            "config field \"nat.wan_sources.allow\": 127.0.0.0/16 overlaps 127.0.0.0/8",
+        ),
+        (
+            "[nat.wan_sources]\nblock = [\"10.0.0.0/33\"]\n",
+            "config field \"nat.wan_sources.block\": \"10.0.0.0/33\" is not an IPv4 prefix",
+        ),
+    ] {
+        std::fs::write(&file, format!("wan = \"wan0\"\nlan = \"lan0\"\n{section}")).unwrap();
+        let o = Command::new(router_bin())
+            .args(["--config", file.to_str().unwrap(), "--print-config"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(want), "{err}");
+    }
     let o = Command::new(router_bin()).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&o.stdout);
     for opt in [

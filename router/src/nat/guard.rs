@@ -105,13 +105,23 @@ fn prefixes(list: &[(u32, u8)]) -> impl Iterator<Item = Prefix> + '_ {
 }
 
 /// The WAN source filter: the refused ranges, minus the allowed ones.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct WanSources {
     block: Vec<Prefix>,
     allow: Vec<Prefix>,
     /// Bit per first octet: may a refused range hold an address starting with it? Most
     /// internet sources are answered by this one bit.
     octets: [u64; 4],
+}
+
+impl std::fmt::Debug for WanSources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list = |v: &[Prefix]| v.iter().map(Prefix::to_string).collect::<Vec<_>>();
+        f.debug_struct("WanSources")
+            .field("refused", &list(&self.block))
+            .field("allowed", &list(&self.allow))
+            .finish()
+    }
 }
 
 impl Default for WanSources {
