@@ -20,6 +20,11 @@
 //!   space, RFC 6598: the ISP's own network behind carrier-grade NAT) and the documentation
 //!   ranges 192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24 (RFC 5737), which the lab and the
 //!   demo use as "the internet". A router on the real internet may block them.
+//!
+//! ICMP errors to the WAN address pass the configurable part of the filter: ISPs number their
+//! routers from private ranges, and dropping their "fragmentation needed" would break Path MTU
+//! discovery (RFC 1191). An ICMP error opens nothing; it only reaches the session whose packet
+//! it quotes (module `icmp`).
 
 use std::net::Ipv4Addr;
 
@@ -167,6 +172,11 @@ impl WanSources {
         }
         // `new` keeps allowed ranges clear of the always-refused ones.
         self.block.iter().any(|b| b.contains(src)) && !self.allow.iter().any(|a| a.contains(src))
+    }
+
+    /// Whether `src` is never a valid source on a link (0/8, 127/8, 224/4, 240/4).
+    pub fn always_refused(&self, src: u32) -> bool {
+        prefixes(ALWAYS).any(|n| n.contains(src))
     }
 }
 

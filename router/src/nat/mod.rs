@@ -377,6 +377,20 @@ impl fmt::Debug for Nat {
     }
 }
 
+/// An ICMP error message (RFC 792): destination unreachable, time exceeded, parameter problem.
+fn is_icmp_error(pkt: &[u8], ip: &Ipv4Header) -> bool {
+    ip.proto == wire::PROTO_ICMP
+        && !ip.is_fragment()
+        && matches!(
+            pkt.get(ip.ihl),
+            Some(
+                &(wire::ICMP_DEST_UNREACHABLE
+                    | wire::ICMP_TIME_EXCEEDED
+                    | wire::ICMP_PARAMETER_PROBLEM)
+            )
+        )
+}
+
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -631,7 +645,18 @@ impl Nat {
         if ip.ttl == 0 {
             return Err(DropReason::TtlExpired);
         }
-        let dir = self.classify(side, ip.src, ip.dst)?;
+        let dir = match self.classify(side, ip.src, ip.dst) {
+            // ICMP errors from an ISP's privately addressed routers (Path MTU discovery,
+            // traceroute) pass the configurable part of the bogon filter: they open nothing,
+            // they only reach a session whose packet they quote (module `guard`).
+            Err(DropReason::WanBogonSource) if ip.dst == self.wan && is_icmp_error(pkt, &ip) => {
+                match self.wan_sources.always_refused(ip.src) {
+                    true => return Err(DropReason::WanBogonSource),
+                    false => Dir::In,
+                }
+            }
+            d => d?,
+        };
         if ip.is_fragment() {
             return self.process_fragment(now, pkt, &ip, dir);
         }

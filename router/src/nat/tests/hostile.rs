@@ -90,6 +90,28 @@ fn wan_bogon_sources_are_dropped_and_lab_ranges_pass() {
 }
 
 #[test]
+fn icmp_errors_from_privately_numbered_isp_routers_reach_their_session() {
+    let mut lab = Lab::home();
+    let out = lab.send(udp(sa(H1, 5000), sa(R1, 53), b"query")).unwrap();
+    let isp_router = Ipv4Addr::new(10, 20, 30, 1);
+    // Fragmentation needed (Path MTU discovery) from a 10/8 router on the path.
+    let err = icmp_error(isp_router, WAN, 3, 4, [0, 0, 5, 0xdc], &out, 64);
+    let back = lab.send_on(Side::Wan, err).expect("forwarded");
+    assert_eq!(check(&back).dst.ip(), &H1);
+    // Not from the never-valid ranges, and nothing else from 10/8.
+    let err = icmp_error(Ipv4Addr::new(127, 0, 0, 1), WAN, 3, 4, [0; 4], &out, 64);
+    assert_eq!(
+        lab.send_on(Side::Wan, err),
+        Err(Verdict::Drop(DropReason::WanBogonSource))
+    );
+    let p = udp(sa(isp_router, 53), sa(WAN, 5000), b"x");
+    assert_eq!(
+        lab.send_on(Side::Wan, p),
+        Err(Verdict::Drop(DropReason::WanBogonSource))
+    );
+}
+
+#[test]
 fn lan_packet_with_foreign_source_is_not_translated() {
     let mut lab = Lab::home();
     let p = udp(sa(R2, 1), sa(R1, 53), b"x");
