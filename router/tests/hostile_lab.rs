@@ -27,6 +27,10 @@ def l4(src, dst, proto, seg, at):
     return seg[:at] + struct.pack('!H', c) + seg[at + 2:]
 def udp(src, sp, dst, dp, data):
     return ipv4(src, dst, 17, l4(src, dst, 17, struct.pack('!HHHH', sp, dp, 8 + len(data), 0) + data, 6))
+def frag(src, dst, proto, data, ident, offset8, more):
+    h = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(data), ident, (0x2000 if more else 0) | offset8,
+                    64, proto, 0, ip4(src), ip4(dst))
+    return h[:10] + struct.pack('!H', csum(h)) + h[12:] + data
 def syn(src, sp, dst, dp):
     seg = struct.pack('!HHIIBBHHH', sp, dp, random.getrandbits(32), 0, 5 << 4, 0x02, 64240, 0, 0)
     return ipv4(src, dst, 6, l4(src, dst, 6, seg, 16))
@@ -287,6 +291,66 @@ fn syn_flood_at_a_forward_does_not_stop_new_lan_connections() {
         metric(&m, "router_drops_total{reason=\"table_full\"}"),
         0,
         "{m}"
+    );
+    let exit = sigterm_and_wait(&mut router);
+    assert!(exit.success(), "{}", lab.router_log());
+}
+
+/// Later fragments (offset 8 bytes, more to come) of `argv[2]` datagrams whose first fragment
+/// never comes, from one internet address, as fast as python sends them.
+const PY_FRAGMENTS: &str = r#"
+frames = [eth + frag('198.51.100.66', '203.0.113.2', 17, b'x' * 96, i, 1, True) for i in range(65536)]
+n = int(sys.argv[2])
+for i in range(n):
+    s.send(frames[i % 65536])
+print(n)
+"#;
+
+/// Datagrams of argv[3] bytes to argv[1]:argv[2] (fragmented on the way), each echoed back;
+/// prints how many came back whole out of argv[4].
+const PY_BIG_UDP: &str = r#"
+import socket, sys
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(2)
+size, n, back = int(sys.argv[3]), int(sys.argv[4]), 0
+for i in range(n):
+    msg = bytes([i % 256]) * size
+    u.sendto(msg, (sys.argv[1], int(sys.argv[2])))
+    try:
+        d, _ = u.recvfrom(65535)
+        back += d == b'echo:' + msg
+    except socket.timeout:
+        pass
+print(back)
+"#;
+
+#[test]
+fn one_hosts_fragment_flood_does_not_block_the_lans_fragmented_traffic() {
+    if !can_run() {
+        return;
+    }
+    let mut lab = Lab::new();
+    let (inet, lan) = (lab.ns("inet"), lab.ns("lan"));
+    // An echo of whole datagrams (the common one reads 2048 bytes at most).
+    let echo = udp_echo_server(INET, 7000).replace("2048", "65535");
+    lab.spawn("inet", &["python3", "-c", &echo]);
+    let mut router = lab.start_router(&[]);
+    lab.wait_ready(&mut router);
+    let mac = wan_mac(&lab);
+    let o = retry(&lan, &["python3", "-c", &udp_client(INET, 7000, "ready")]);
+    assert!(o.status.success(), "{}", lab.router_log());
+
+    // More datagrams than the router tracks at all (4096), none of which will complete.
+    let script = format!("{PY_PACKETS}{PY_FRAGMENTS}");
+    let sent = python(&inet, &script, &[&mac, "20000"]);
+    assert_eq!(sent.trim(), "20000");
+    // The LAN's own fragmented datagrams (3000 bytes: three fragments each way) still pass,
+    // out and back, while the attacker's fragments are held.
+    let back = python(&lan, PY_BIG_UDP, &[INET, "7000", "3000", "20"]);
+    let m = metrics(&lab);
+    assert_eq!(back.trim(), "20", "fragmented datagrams lost:\n{m}");
+    assert!(
+        metric(&m, "router_drops_total{reason=\"fragment_source_limit\"}") > 0,
+        "the flood never reached the per-source cap:\n{m}"
     );
     let exit = sigterm_and_wait(&mut router);
     assert!(exit.success(), "{}", lab.router_log());
