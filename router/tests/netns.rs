@@ -425,33 +425,24 @@ fn config_errors_name_the_field() {
     let dir = std::env::temp_dir().join(format!("router-cfg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("bad.toml");
-    std::fs::write(
-        &file,
-        "wan = \"wan0\"\nlan = \"lan0\"\n[nat.timeouts]\nudp = -5\n",
-    )
-    .unwrap();
-    let o = Command::new(router_bin())
-        .args(["--config", file.to_str().unwrap(), "--print-config"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("config field \"nat.timeouts.udp\": expected seconds > 0"),
-        "{err}"
-    );
-    std::fs::write(
-        &file,
-        "wan = \"wan0\"\nlan = \"lan0\"\n[nat]\nfilterin = \"x\"\n",
-    )
-    .unwrap();
-    let o = Command::new(router_bin())
-        .args(["--config", file.to_str().unwrap(), "--print-config"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("filterin"), "{err}");
+    // (exit code, stderr) of `--print-config` with this file after the two interfaces.
+    let check = |rest: &str| {
+        std::fs::write(&file, format!("wan = \"wan0\"\nlan = \"lan0\"\n{rest}")).unwrap();
+        let o = Command::new(router_bin())
+            .args(["--config", file.to_str().unwrap(), "--print-config"])
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
     for (section, want) in [
+        (
+            "[nat.timeouts]\nudp = -5\n",
+            "config field \"nat.timeouts.udp\": expected seconds > 0",
+        ),
+        ("[nat]\nfilterin = \"x\"\n", "filterin"),
         (
             "[nat.limits]\nmax_sessions = 0\n",
             "config field \"nat.limits.max_sessions\": 0 is out of range",
@@ -465,13 +456,8 @@ fn config_errors_name_the_field() {
             "config field \"nat.wan_sources.block\": \"10.0.0.0/33\" is not an IPv4 prefix",
         ),
     ] {
-        std::fs::write(&file, format!("wan = \"wan0\"\nlan = \"lan0\"\n{section}")).unwrap();
-        let o = Command::new(router_bin())
-            .args(["--config", file.to_str().unwrap(), "--print-config"])
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{err}");
+        let (code, err) = check(section);
+        assert_eq!(code, Some(2), "{err}");
         assert!(err.contains(want), "{err}");
     }
     let o = Command::new(router_bin()).arg("--help").output().unwrap();
