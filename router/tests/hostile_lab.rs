@@ -355,3 +355,77 @@ fn one_hosts_fragment_flood_does_not_block_the_lans_fragmented_traffic() {
     let exit = sigterm_and_wait(&mut router);
     assert!(exit.success(), "{}", lab.router_log());
 }
+
+/// DISCOVERs from a fresh MAC each, argv[1] per second for argv[2] seconds, broadcast from the
+/// LAN host; prints how many.
+const PY_DHCP_FLOOD: &str = r#"
+import socket, struct, sys, time
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+u.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b'eth0')
+rate, secs, n = int(sys.argv[1]), float(sys.argv[2]), 0
+end = time.time() + secs
+while time.time() < end:
+    for _ in range(rate // 10):
+        mac = b'\x02\xee' + struct.pack('!I', n)
+        m = struct.pack('!BBBBIHHIIII', 1, 1, 6, 0, n, 0, 0x8000, 0, 0, 0, 0) + mac + b'\0' * 10
+        m += b'\0' * 192 + b'\x63\x82\x53\x63' + b'\x35\x01\x01\xff'
+        u.sendto(m, ('255.255.255.255', 67)); n += 1
+    time.sleep(0.1)
+print(n)
+"#;
+
+#[test]
+fn dhcp_discover_flood_from_fresh_macs_does_not_starve_a_new_client() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new();
+    let lan = lab.ns("lan");
+    let mut router = lab.start_router(&[]);
+    lab.wait_ready(&mut router);
+    // 500 DISCOVERs a second for 5 s: five times the pool, each from a new MAC.
+    let sent = python(&lan, PY_DHCP_FLOOD, &["500", "5"]);
+    assert!(sent.trim().parse::<u32>().unwrap() >= 2000, "{sent}");
+    // Then a real client (busybox udhcpc, its own MAC, no record) asks: it gets a lease within
+    // its retries (the old router had every address offered for a minute).
+    let o = output(
+        &lan,
+        &[
+            "udhcpc",
+            "-f",
+            "-q",
+            "-n",
+            "-i",
+            "eth0",
+            "-t",
+            "5",
+            "-T",
+            "2",
+            "-s",
+            "/bin/true",
+        ],
+    );
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        o.status.success() && log.contains("obtained"),
+        "udhcpc got no lease:\n{log}\n{}",
+        lab.router_log()
+    );
+    let m = metrics(&lab);
+    assert!(
+        metric(&m, "router_dhcp_drops_total{reason=\"rate_limited\"}") > 0,
+        "{m}"
+    );
+    assert!(
+        lab.router_log().contains("pool under pressure"),
+        "{}",
+        lab.router_log()
+    );
+    let exit = sigterm_and_wait(&mut router);
+    assert!(exit.success(), "{}", lab.router_log());
+}
