@@ -108,7 +108,10 @@ impl Nat {
             if self.table.hosts.get(&int_addr).copied().unwrap_or(0) >= l.sessions_per_host {
                 return Err(DropReason::HostSessionLimit);
             }
-        } else if self.table.remotes.get(&rem_addr).copied().unwrap_or(0) >= l.sessions_per_remote {
+        } else if rem_addr != self.wan
+            && self.table.remotes.get(&rem_addr).copied().unwrap_or(0) >= l.sessions_per_remote
+        {
+            // Hairpinned sessions come "from" the WAN address: LAN hosts, not one remote.
             return Err(DropReason::RemoteSessionLimit);
         }
         if self.table.live < l.max_sessions {
