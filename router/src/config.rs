@@ -120,10 +120,12 @@ pub struct Args {
     /// Write the WAN-side view (outbound after, inbound before translation) to this pcap file.
     #[arg(long, value_name = "FILE")]
     pub pcap_wan: Option<PathBuf>,
-    /// Name of the TUN device to create (default tun0).
+    /// Name of the LAN side's TUN device to create (default tun0, at most 14 characters); the
+    /// WAN side's is the same name with a `w` (tun0w).
     #[arg(long, value_name = "NAME")]
     pub tun: Option<String>,
-    /// Routing table that sends everything to the TUN device (default 100).
+    /// Routing table that sends the LAN side's packets to its TUN device (default 100); the WAN
+    /// side uses the next one (101).
     #[arg(long, value_name = "N")]
     pub table: Option<u32>,
     /// Seed for the NAT's port randomisation (default: random, logged at start).
@@ -142,7 +144,8 @@ pub struct Args {
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
     /// Remove the rules a crashed earlier run left in this namespace and restore the sysctls it
-    /// had changed, then start.
+    /// had changed, then start. Needed only for rules with no owner record: a start after a
+    /// crash or `kill -9` removes them by itself once their recorded owner is gone.
     #[arg(long)]
     pub cleanup_stale: bool,
     /// Validate the configuration, print the effective settings and exit (no root needed).
