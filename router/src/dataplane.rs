@@ -9,8 +9,8 @@
 //! no allocation). With the TUN's offloads (see [`crate::device::tun`]) a "packet" is often a
 //! GSO super-packet of up to 64 KiB with a partial checksum: the engine translates its one
 //! header ([`ChecksumState::Partial`]) and the kernel finishes the checksum and the
-//! segmentation, if any, after the write. The engine lock is taken once per batch of up to
-//! [`BATCH`] packets, so the control API waits at most one batch. Timers: the engine's
+//! segmentation, if any, after the write. The engine lock is taken once per turn, for up to
+//! [`BATCH`] packets from each device, so the control API waits at most that. Timers: the engine's
 //! `next_deadline` decides how long `poll(2)` sleeps, capped at [`MAX_SLEEP`].
 
 use std::fs::File;
