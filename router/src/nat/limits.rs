@@ -19,8 +19,11 @@
 //!
 //! Every preset uses the same defaults ([`Limits::default`]); `[nat.limits]` changes them.
 
+use std::collections::HashMap;
+
 use serde::Deserialize;
 
+use super::table::SeededState;
 use super::{DropReason, Nat};
 
 /// Default cap on concurrent sessions (about 330 MB at the measured bytes per session).
@@ -92,6 +95,71 @@ impl LimitsSection {
     }
 }
 
+/// Sessions per address: a plain array over one range of addresses (the LAN, when it has at
+/// most 65 536 of them: one load per new session), a hash map for the rest.
+#[derive(Debug)]
+pub(crate) struct AddrCounts {
+    base: u32,
+    slots: Box<[u32]>,
+    spill: HashMap<u32, u32, SeededState>,
+}
+
+impl AddrCounts {
+    /// Counts with an array for `net/mask` (none if the range is larger than 65 536).
+    pub fn new(net: u32, mask: u32, hasher: SeededState) -> AddrCounts {
+        let size = u64::from(!mask) + 1;
+        let slots = if size <= 65536 { size as usize } else { 0 };
+        AddrCounts {
+            base: net & mask,
+            slots: vec![0; slots].into_boxed_slice(),
+            spill: HashMap::with_hasher(hasher),
+        }
+    }
+
+    #[inline]
+    pub fn get(&self, addr: u32) -> u32 {
+        match self.slots.get(addr.wrapping_sub(self.base) as usize) {
+            Some(n) => *n,
+            None => self.spill.get(&addr).copied().unwrap_or(0),
+        }
+    }
+
+    #[inline]
+    pub fn add(&mut self, addr: u32) {
+        match self.slots.get_mut(addr.wrapping_sub(self.base) as usize) {
+            Some(n) => *n += 1,
+            None => *self.spill.entry(addr).or_insert(0) += 1,
+        }
+    }
+
+    #[inline]
+    pub fn sub(&mut self, addr: u32) {
+        if let Some(n) = self.slots.get_mut(addr.wrapping_sub(self.base) as usize) {
+            *n = n.saturating_sub(1);
+        } else if let Some(n) = self.spill.get_mut(&addr) {
+            *n -= 1;
+            if *n == 0 {
+                self.spill.remove(&addr);
+            }
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.slots.fill(0);
+        self.spill.clear();
+    }
+
+    /// Every non-zero count (tests).
+    #[cfg(test)]
+    pub fn to_map(&self) -> std::collections::HashMap<u32, u32> {
+        let array = self.slots.iter().enumerate().filter(|(_, n)| **n > 0);
+        let array = array.map(|(i, n)| (self.base.wrapping_add(i as u32), *n));
+        array
+            .chain(self.spill.iter().map(|(a, n)| (*a, *n)))
+            .collect()
+    }
+}
+
 impl Nat {
     /// Room for one new session of `int_addr` with `rem_addr` (opened from the LAN when
     /// `out`): the per-host or per-remote cap, then the table cap, evicting the oldest
@@ -105,11 +173,10 @@ impl Nat {
     ) -> Result<bool, DropReason> {
         let l = &self.limits;
         if out {
-            if self.table.hosts.get(&int_addr).copied().unwrap_or(0) >= l.sessions_per_host {
+            if self.table.hosts.get(int_addr) >= l.sessions_per_host {
                 return Err(DropReason::HostSessionLimit);
             }
-        } else if rem_addr != self.wan
-            && self.table.remotes.get(&rem_addr).copied().unwrap_or(0) >= l.sessions_per_remote
+        } else if rem_addr != self.wan && self.table.remotes.get(rem_addr) >= l.sessions_per_remote
         {
             // Hairpinned sessions come "from" the WAN address: LAN hosts, not one remote.
             return Err(DropReason::RemoteSessionLimit);

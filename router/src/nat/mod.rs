@@ -306,7 +306,7 @@ impl Nat {
             wan: u32::from(config.wan_addr),
             lan_net: u32::from(config.lan_addr) & lan_mask,
             lan_mask,
-            table: Table::new(seed),
+            table: Table::new(seed, u32::from(config.lan_addr) & lan_mask, lan_mask),
             forwards: BTreeMap::new(),
             frags: Frags::new(hasher),
             tx: VecDeque::new(),

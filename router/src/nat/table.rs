@@ -29,6 +29,7 @@
 //! structures themselves, never from packet bytes; `check_invariants` (tests) verifies that the
 //! indexes, lists, reference counts and port owners agree after randomized traffic.
 
+use super::limits::AddrCounts;
 use std::{
     cmp::Reverse,
     collections::{BinaryHeap, HashMap, VecDeque},
@@ -303,16 +304,17 @@ pub(crate) struct Table {
     owners: [Box<[u32]>; 3],
     heap: BinaryHeap<Reverse<(u64, u32)>>,
     /// Sessions opened from the LAN, per internal address (module `limits`).
-    pub hosts: HashMap<u32, u32, SeededState>,
+    pub hosts: AddrCounts,
     /// Sessions opened from the internet, per remote address.
-    pub remotes: HashMap<u32, u32, SeededState>,
+    pub remotes: AddrCounts,
     /// Sessions opened from the internet, oldest first, with their inbound key (a slot may
     /// have been reused since): the candidates for eviction when the table is full.
     pub half_open: VecDeque<(u32, InKey)>,
 }
 
 impl Table {
-    pub fn new(seed: u64) -> Table {
+    /// A table keyed by `seed`, for the LAN `lan_net/lan_mask`.
+    pub fn new(seed: u64, lan_net: u32, lan_mask: u32) -> Table {
         let s = SeededState::new(seed);
         let owners = || vec![NONE; 65536].into_boxed_slice();
         Table {
@@ -326,8 +328,9 @@ impl Table {
             map_idx: HashMap::with_hasher(s),
             owners: [owners(), owners(), owners()],
             heap: BinaryHeap::new(),
-            hosts: HashMap::with_hasher(s),
-            remotes: HashMap::with_hasher(s),
+            hosts: AddrCounts::new(lan_net, lan_mask, s),
+            // No array: remote addresses are anywhere.
+            remotes: AddrCounts::new(0, 0, s),
             half_open: VecDeque::new(),
         }
     }
@@ -412,9 +415,9 @@ impl Table {
     pub fn insert(&mut self, s: Session) -> u32 {
         let (ok, ik, m, exp) = (s.out_key(), s.in_key(), s.mapping, s.expires);
         if s.out {
-            *self.hosts.entry(s.int_addr).or_insert(0) += 1;
+            self.hosts.add(s.int_addr);
         } else {
-            *self.remotes.entry(s.rem_addr).or_insert(0) += 1;
+            self.remotes.add(s.rem_addr);
         }
         let idx = if self.free_head != NONE {
             let idx = self.free_head;
@@ -465,16 +468,10 @@ impl Table {
             return;
         }
         let (ok, ik, m, prev, next) = (s.out_key(), s.in_key(), s.mapping, s.prev, s.next);
-        let (counts, addr) = if s.out {
-            (&mut self.hosts, s.int_addr)
+        if s.out {
+            self.hosts.sub(s.int_addr);
         } else {
-            (&mut self.remotes, s.rem_addr)
-        };
-        if let Some(n) = counts.get_mut(&addr) {
-            *n -= 1;
-            if *n == 0 {
-                counts.remove(&addr);
-            }
+            self.remotes.sub(s.rem_addr);
         }
         self.out_idx.remove(&ok);
         self.in_idx.remove(&ik);
@@ -619,16 +616,8 @@ impl Table {
                 *remotes.entry(s.rem_addr).or_default() += 1;
             }
         }
-        assert_eq!(
-            hosts,
-            self.hosts.iter().map(|(a, n)| (*a, *n)).collect(),
-            "hosts"
-        );
-        assert_eq!(
-            remotes,
-            self.remotes.iter().map(|(a, n)| (*a, *n)).collect(),
-            "remotes"
-        );
+        assert_eq!(hosts, self.hosts.to_map(), "hosts");
+        assert_eq!(remotes, self.remotes.to_map(), "remotes");
         for &i in &live {
             let s = self.session(i);
             assert_eq!(self.out_idx.get(&s.out_key()), Some(&i), "out index of {i}");
