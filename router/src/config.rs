@@ -830,6 +830,17 @@ impl RoutingSection {
                 t
             }
         };
+        // The WAN side's TUN uses the next table (routing.rs): it must be free too.
+        if matches!(table.wrapping_add(1), 0 | 253..=255) {
+            let problem = format!(
+                "table {table}: the WAN side uses table {}, which is reserved",
+                table.wrapping_add(1)
+            );
+            return Err(match table_flag {
+                Some(_) => flag_err("table", problem, "use e.g. --table 100"),
+                None => field_err("routing.table", problem, "set e.g. table = 100"),
+            });
+        }
         let max = 32765; // below the main table's rule
         let r = RoutingConfig {
             table,
