@@ -267,6 +267,8 @@ pub struct Server {
     pressure: Pressure,
     pressure_change: Option<Pressure>,
     new_clients: NewClients,
+    /// Usable addresses in the pool (fixed by the configuration).
+    pool_size: usize,
 }
 
 /// The client key (RFC 2131 §4.2: "the client identifier, if present, or the client's
@@ -285,7 +287,12 @@ pub fn client_key(m: &Message) -> Vec<u8> {
 
 impl Server {
     pub fn new(cfg: ServerConfig) -> Self {
+        let (start, end) = (u32::from(cfg.pool_start), u32::from(cfg.pool_end));
+        let pool_size = (start..=end.max(start))
+            .filter(|&a| cfg.in_subnet(Ipv4Addr::from(a)))
+            .count();
         Server {
+            pool_size,
             cfg,
             leases: BTreeMap::new(),
             counters: Counters::default(),
@@ -303,10 +310,7 @@ impl Server {
 
     /// Whether the pool is under pressure at `now`; notes a change for the log.
     fn under_pressure(&mut self, now: u64) -> bool {
-        let (start, end) = (u32::from(self.cfg.pool_start), u32::from(self.cfg.pool_end));
-        let size = (start..=end.max(start))
-            .filter(|&a| self.cfg.in_subnet(Ipv4Addr::from(a)))
-            .count();
+        let size = self.pool_size;
         let used = self
             .leases
             .values()
