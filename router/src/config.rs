@@ -121,10 +121,12 @@ pub struct Args {
     /// Write the WAN-side view (outbound after, inbound before translation) to this pcap file.
     #[arg(long, value_name = "FILE")]
     pub pcap_wan: Option<PathBuf>,
-    /// Name of the TUN device to create (default tun0).
+    /// Name of the LAN side's TUN device to create (default tun0, at most 14 characters); the
+    /// WAN side's is the same name with a `w` (tun0w).
     #[arg(long, value_name = "NAME")]
     pub tun: Option<String>,
-    /// Routing table that sends everything to the TUN device (default 100).
+    /// Routing table that sends the LAN side's packets to its TUN device (default 100); the WAN
+    /// side uses the next one (101).
     #[arg(long, value_name = "N")]
     pub table: Option<u32>,
     /// Seed for the NAT's port randomisation (default: random, logged at start).
@@ -143,7 +145,8 @@ pub struct Args {
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
     /// Remove the rules a crashed earlier run left in this namespace and restore the sysctls it
-    /// had changed, then start.
+    /// had changed, then start. Needed only for rules with no owner record: a start after a
+    /// crash or `kill -9` removes them by itself once their recorded owner is gone.
     #[arg(long)]
     pub cleanup_stale: bool,
     /// Validate the configuration, print the effective settings and exit (no root needed).
@@ -230,6 +233,10 @@ pub struct NatSection {
     pub port_allocation: Option<String>,
     pub hairpin: Option<bool>,
     pub timeouts: Option<TimeoutsPatch>,
+    /// `[nat.wan_sources]`: source ranges refused from the WAN (nat/guard.rs).
+    pub wan_sources: Option<crate::nat::WanSourcesSection>,
+    /// `[nat.limits]`: session and fragment limits (nat/limits.rs).
+    pub limits: Option<crate::nat::LimitsSection>,
 }
 
 impl NatSection {
@@ -404,6 +411,10 @@ pub struct Config {
     pub pcap_lan: Option<PathBuf>,
     pub pcap_wan: Option<PathBuf>,
     pub tun_name: String,
+    /// `[nat.wan_sources]`, validated.
+    pub wan_sources: crate::nat::WanSources,
+    /// `[nat.limits]`, validated.
+    pub limits: crate::nat::Limits,
     /// TUN offloads wanted (the device falls back to none when the kernel refuses them).
     pub offload: bool,
     /// Busy-polling window of the dataplane loop ([`crate::dataplane::BUSY_POLL`] by default).
@@ -545,6 +556,29 @@ impl Config {
             .or(file.tun)
             .unwrap_or_else(|| "tun0".into());
         check_iface_name("tun", &tun_name)?;
+        if tun_name.len() > 14 {
+            return Err(ConfigError {
+                field: "config field \"tun\" / option --tun".into(),
+                problem: format!(
+                    "{tun_name:?} leaves no room for the WAN side's device {tun_name}w"
+                ),
+                fix: "use at most 14 characters".into(),
+            });
+        }
+        let wan_sources = file
+            .nat
+            .wan_sources
+            .clone()
+            .unwrap_or_default()
+            .to_filter()
+            .map_err(|(f, p, fix)| field_err(&format!("nat.wan_sources.{f}"), p, fix))?;
+        let limits = file
+            .nat
+            .limits
+            .clone()
+            .unwrap_or_default()
+            .to_limits()
+            .map_err(|(f, p, fix)| field_err(&format!("nat.limits.{f}"), p, fix))?;
 
         let offload = !args.no_offload && file.dataplane.offload.unwrap_or(true);
         let busy_poll_us = args
@@ -586,6 +620,8 @@ impl Config {
             pcap_lan: args.pcap_lan.clone().or(file.capture.lan),
             pcap_wan: args.pcap_wan.clone().or(file.capture.wan),
             tun_name,
+            wan_sources,
+            limits,
             offload,
             busy_poll: Duration::from_micros(busy_poll_us as u64),
             routing,
@@ -803,6 +839,17 @@ impl RoutingSection {
                 t
             }
         };
+        // The WAN side's TUN uses the next table (routing.rs): it must be free too.
+        if matches!(table.wrapping_add(1), 0 | 253..=255) {
+            let problem = format!(
+                "table {table}: the WAN side uses table {}, which is reserved",
+                table.wrapping_add(1)
+            );
+            return Err(match table_flag {
+                Some(_) => flag_err("table", problem, "use e.g. --table 100"),
+                None => field_err("routing.table", problem, "set e.g. table = 100"),
+            });
+        }
         let max = 32765; // below the main table's rule
         let r = RoutingConfig {
             table,

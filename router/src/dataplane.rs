@@ -1,11 +1,16 @@
-//! The dataplane thread: read a packet from the TUN, let the engine translate it, write it back.
+//! The dataplane thread: read a packet from a TUN, let the engine translate it, write it back.
 //!
-//! One read and one write per forwarded packet, translated in place in one buffer (no copy,
+//! Two TUN devices, one per side: the routing recipe sends what arrives on the LAN interface
+//! to one and what arrives on the WAN interface to the other, so the engine is told the side
+//! of every packet ([`Side`]) instead of guessing it from addresses (a packet from the
+//! internet with a LAN source address is then a spoof, not an outbound packet). A packet is
+//! written back to the device it came from; either way the kernel routes it by its new
+//! destination. One read and one write per forwarded packet, translated in place in one buffer (no copy,
 //! no allocation). With the TUN's offloads (see [`crate::device::tun`]) a "packet" is often a
 //! GSO super-packet of up to 64 KiB with a partial checksum: the engine translates its one
 //! header ([`ChecksumState::Partial`]) and the kernel finishes the checksum and the
-//! segmentation, if any, after the write. The engine lock is taken once per batch of up to
-//! [`BATCH`] packets, so the control API waits at most one batch. Timers: the engine's
+//! segmentation, if any, after the write. The engine lock is taken once per turn, for up to
+//! [`BATCH`] packets from each device, so the control API waits at most that. Timers: the engine's
 //! `next_deadline` decides how long `poll(2)` sleeps, capped at [`MAX_SLEEP`].
 
 use std::fs::File;
@@ -19,11 +24,13 @@ use std::time::{Duration, Instant};
 use tracing::{debug, warn};
 
 use crate::device::pcap::PcapWriter;
-use crate::device::tun::{MAX_PACKET, Ready, Tun, VIRTIO_NET_HDR_F_NEEDS_CSUM, VirtioNetHdr};
+use crate::device::tun::{MAX_PACKET, Tun, VIRTIO_NET_HDR_F_NEEDS_CSUM, VirtioNetHdr, wait_any};
 use crate::metrics::ShellStats;
-use crate::nat::{ChecksumState, Nat, Verdict, inet_checksum};
+use crate::nat::{ChecksumState, Nat, Side, Verdict, inet_checksum};
 
-/// Packets handled per lock of the engine.
+/// The longest virtio header a device may have ([`crate::device::tun::VNET_HDR_LEN`]).
+const VNET_HDR_MAX: usize = crate::device::tun::VNET_HDR_LEN;
+/// Packets handled per lock of the engine (per device).
 pub const BATCH: usize = 64;
 /// Longest sleep without looking at the clock.
 pub const MAX_SLEEP: Duration = Duration::from_millis(100);
@@ -170,16 +177,25 @@ fn prefix_mask(len: u8) -> u32 {
     }
 }
 
-/// Runs until the TUN's waker fires or reading fails. Flushes the capture before returning.
-/// `busy_poll`: how long to keep looking for packets after the last one ([`BUSY_POLL`]).
+/// The two devices: `lan` gets what arrives on the LAN interface, `wan` what arrives on the
+/// WAN interface.
+#[derive(Debug)]
+pub struct Tuns {
+    pub lan: Tun,
+    pub wan: Tun,
+}
+
+/// Runs until the LAN TUN's waker fires or reading fails. Flushes the capture before
+/// returning. `busy_poll`: how long to keep looking for packets after the last one
+/// ([`BUSY_POLL`]).
 pub fn run(
-    tun: &Tun,
+    tuns: &Tuns,
     nat: &Mutex<Nat>,
     capture: &mut Capture,
     stats: &ShellStats,
     busy_poll: Duration,
 ) -> io::Result<()> {
-    let result = run_loop(tun, nat, capture, stats, busy_poll);
+    let result = run_loop(tuns, nat, capture, stats, busy_poll);
     if let Err(e) = capture.flush() {
         warn!("capture: flush failed: {e}");
     }
@@ -187,15 +203,16 @@ pub fn run(
 }
 
 fn run_loop(
-    tun: &Tun,
+    tuns: &Tuns,
     nat: &Mutex<Nat>,
     capture: &mut Capture,
     stats: &ShellStats,
     busy_poll: Duration,
 ) -> io::Result<()> {
-    let hlen = tun.vnet_hdr_len();
+    let waker = tuns.lan.waker();
+    let sides = [(&tuns.lan, Side::Lan), (&tuns.wan, Side::Wan)];
     // The virtio header, then the largest IPv4 packet (a GSO super-packet included).
-    let mut buf = vec![0u8; hlen + MAX_PACKET];
+    let mut buf = vec![0u8; VNET_HDR_MAX + MAX_PACKET];
     let mut deadline = lock(nat).next_deadline();
     let mut last_flush = Instant::now();
     let mut last_packet: Option<Instant> = None;
@@ -210,12 +227,13 @@ fn run_loop(
                 d.saturating_duration_since(now).min(MAX_SLEEP)
             })
         };
-        let ready = tun.wait(sleep)?;
-        if ready == Ready::Woken {
+        let ready = wait_any([&tuns.lan, &tuns.wan], &waker, sleep)?;
+        if ready.woken {
             debug!("dataplane: shutdown requested");
             return Ok(());
         }
-        if ready == Ready::Timeout && spinning && deadline.is_none_or(|d| d > now) {
+        let readable = ready.readable.contains(&true);
+        if !readable && spinning && deadline.is_none_or(|d| d > now) {
             // Polite spinning: a runnable endpoint on this core gets it (sched_yield(2)).
             std::thread::yield_now();
             continue;
@@ -223,7 +241,7 @@ fn run_loop(
         {
             let mut nat = lock(nat);
             let now = Instant::now();
-            if ready == Ready::Readable {
+            for ((tun, side), _) in sides.iter().zip(ready.readable).filter(|(_, r)| *r) {
                 for _ in 0..BATCH {
                     let Some(n) = tun.recv(&mut buf)? else { break };
                     stats.tun_rx.fetch_add(1, Ordering::Relaxed);
@@ -231,7 +249,7 @@ fn run_loop(
                     let Some(frame) = buf.get_mut(..n) else {
                         continue;
                     };
-                    handle(tun, &mut nat, now, frame, hlen, capture, stats);
+                    handle(tun, *side, &mut nat, now, frame, capture, stats);
                 }
             }
             if nat.next_deadline().is_some_and(|d| d <= now) {
@@ -254,17 +272,18 @@ fn run_loop(
 /// partial (never seen; only the first few are logged).
 static ODD_OFFLOAD_DROPS: AtomicU64 = AtomicU64::new(0);
 
-/// One frame read from the TUN: `hlen` bytes of virtio header (0 without offloads), then the
-/// packet.
+/// One frame read from the TUN of `side`: the virtio header (none without offloads), then
+/// the packet.
 fn handle(
     tun: &Tun,
+    side: Side,
     nat: &mut Nat,
     now: Instant,
     frame: &mut [u8],
-    hlen: usize,
     capture: &mut Capture,
     stats: &ShellStats,
 ) {
+    let hlen = tun.vnet_hdr_len();
     if frame.len() < hlen {
         return;
     }
@@ -293,7 +312,7 @@ fn handle(
     if capturing {
         capture.record_as(packet, csum, stats);
     }
-    if let Verdict::Forward = nat.process_with(now, packet, csum) {
+    if let Verdict::Forward = nat.process_with(now, side, packet, csum) {
         if capturing {
             capture.record_as(packet, csum, stats);
         }

@@ -15,7 +15,7 @@ use tracing_subscriber::EnvFilter;
 
 use router::config::{Args, Config};
 use router::control::{self, ControlState, RouterInfo};
-use router::dataplane::{self, Capture};
+use router::dataplane::{self, Capture, Tuns};
 use router::device::tun::Tun;
 use router::dhcp::DhcpService;
 use router::metrics::ShellStats;
@@ -122,6 +122,9 @@ async fn run(config: Config, hint: String) -> Result<()> {
     // The terminal going away must not leave the rules behind either.
     let mut sighup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
 
+    // Another router in this namespace: say so before anything else can fail on its sockets.
+    routing::refuse_live_owner()?;
+
     // --- Addresses -------------------------------------------------------------------------
     let wan_seen = routing::iface_ipv4(&config.wan_iface)
         .with_context(|| format!("WAN interface (--wan {})", config.wan_iface))?;
@@ -173,6 +176,8 @@ async fn run(config: Config, hint: String) -> Result<()> {
         },
         seed,
     );
+    nat.set_wan_sources(config.wan_sources.clone());
+    nat.set_limits(config.limits);
     for f in &config.forwards {
         nat.add_forward(f.to_forward()).map_err(|e| {
             anyhow!(
@@ -233,24 +238,36 @@ async fn run(config: Config, hint: String) -> Result<()> {
     .context("packet capture (--pcap-lan / --pcap-wan)")?;
 
     // --- The namespace ---------------------------------------------------------------------
-    if config.cleanup_stale {
-        routing::cleanup_stale(&config.routing, &config.tun_name)?;
-    }
-    routing::check_clean(&config.routing, &config.tun_name, &hint)?;
-    let tun = Tun::open(&config.tun_name, config.offload)?;
-    info!("setup: created TUN device {}", tun.name());
+    routing::prepare(
+        &config.routing,
+        &config.tun_name,
+        &hint,
+        config.cleanup_stale,
+    )?;
+    // One device per side: the engine is told where each packet came in (dataplane docs).
+    let tuns = Tuns {
+        lan: Tun::open(&config.tun_name, config.offload)?,
+        wan: Tun::open(&routing::wan_tun_name(&config.tun_name), config.offload)?,
+    };
+    info!(
+        "setup: created TUN devices {} (LAN side) and {} (WAN side)",
+        tuns.lan.name(),
+        tuns.wan.name()
+    );
     let recipe = Recipe::install(RecipeParams {
         routing: config.routing.clone(),
         wan_iface: config.wan_iface.clone(),
         lan_iface: config.lan_iface.clone(),
-        tun: tun.name().to_string(),
+        tun: tuns.lan.name().to_string(),
+        tun_wan: tuns.wan.name().to_string(),
         wan_ip,
     })?;
     // From here the recipe is torn down on every path: explicitly below, or by Drop when this
     // function returns early or unwinds.
     let recipe = Arc::new(Mutex::new(recipe));
-    let tun = Arc::new(tun);
-    let waker = tun.waker();
+    let tun_name = tuns.lan.name().to_string();
+    let waker = tuns.lan.waker();
+    let tuns = Arc::new(tuns);
     let stats = Arc::new(ShellStats::default());
 
     // --- Run -------------------------------------------------------------------------------
@@ -258,11 +275,11 @@ async fn run(config: Config, hint: String) -> Result<()> {
     let dataplane = std::thread::Builder::new()
         .name("dataplane".into())
         .spawn({
-            let (tun, nat, stats) = (tun.clone(), nat.clone(), stats.clone());
+            let (tuns, nat, stats) = (tuns.clone(), nat.clone(), stats.clone());
             let busy_poll = config.busy_poll;
             move || {
                 let _notify = NotifyOnDrop(Some(done_tx));
-                dataplane::run(&tun, &nat, &mut capture, &stats, busy_poll)
+                dataplane::run(&tuns, &nat, &mut capture, &stats, busy_poll)
             }
         })
         .context("cannot start the dataplane thread")?;
@@ -283,7 +300,7 @@ async fn run(config: Config, hint: String) -> Result<()> {
             lan_iface: config.lan_iface.clone(),
             lan_addr: lan_ip,
             lan_prefix: lan_len,
-            tun: tun.name().to_string(),
+            tun: tun_name,
             port_range: config.port_range.clone(),
             started: Instant::now(),
         },
@@ -371,7 +388,7 @@ async fn run(config: Config, hint: String) -> Result<()> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .teardown();
-    drop(tun);
+    drop(tuns);
     info!("shutdown: done, namespace restored");
     match joined {
         Ok(Ok(())) => Ok(()),

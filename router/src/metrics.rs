@@ -95,6 +95,20 @@ pub fn render(c: &Counters, sessions_active: usize, shell: &ShellSnapshot) -> St
     let _ = writeln!(o, "router_sessions_expired_total {}", c.sessions_expired);
     family(
         &mut o,
+        "router_sessions_evicted_total",
+        "counter",
+        "Unconfirmed inbound sessions removed to make room when the table was full.",
+    );
+    let _ = writeln!(o, "router_sessions_evicted_total {}", c.sessions_evicted);
+    family(
+        &mut o,
+        "router_fragments_evicted_total",
+        "counter",
+        "Held fragments dropped when their datagram gave way to a newer one.",
+    );
+    let _ = writeln!(o, "router_fragments_evicted_total {}", c.fragments_evicted);
+    family(
+        &mut o,
         "router_fragments_held_total",
         "counter",
         "IPv4 fragments held until their first fragment arrived.",

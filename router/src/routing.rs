@@ -4,17 +4,23 @@
 //! partial setup cleans up too).
 //!
 //! ```text
-//! ip route add default dev tun0 table 100
-//! ip rule add pref 10 iif wan0 ipproto tcp|udp|icmp lookup 100  # from the WAN, even to the WAN IP
+//! ip route add default dev tun0 table 100                        # the LAN side's TUN
+//! ip route add default dev tun0w table 101                       # the WAN side's TUN
+//! ip rule add pref 10 iif wan0 ipproto tcp|udp|icmp lookup 101  # from the WAN, even to the WAN IP
 //! ip rule add pref 11 iif wan0 to <WAN_IP> lookup local          # ARP for the WAN IP (see below)
-//! ip rule add pref 12 iif wan0 lookup 100                        # every other protocol
+//! ip rule add pref 12 iif wan0 lookup 101                        # every other protocol
 //! ip rule add pref 14 iif lan0 to <WAN_IP> lookup 100            # hairpin
 //! ip rule add pref 15 iif lan0 lookup local                      # the router's own LAN services
 //! ip rule add pref 20 iif lan0 lookup 100                        # LAN -> internet
 //! ip rule add pref 100 lookup local; ip rule del pref 0          # local table after our rules
-//! sysctl net.ipv4.conf.{all,default,tun0}.rp_filter=0 net.ipv4.conf.tun0.accept_local=1
+//! sysctl net.ipv4.conf.{all,default,tun0,tun0w}.rp_filter=0 net.ipv4.conf.{tun0,tun0w}.accept_local=1
 //! sysctl net.ipv4.ip_forward=1
 //! ```
+//!
+//! Difference from DESIGN.md: two TUN devices instead of one, so that the engine knows which
+//! interface every packet came in on (a packet from the WAN with a LAN source is a spoof, and
+//! only the side tells it from an outbound one). The WAN side uses the table after the
+//! configured one (`routing.table` + 1) and the device `<tun>w`.
 //!
 //! Difference from DESIGN.md: its single `iif wan0 lookup 100` rule also catches the route
 //! lookup that arp_process() (net/ipv4/arp.c) does for an ARP request; the WAN IP is then not
@@ -24,7 +30,10 @@
 //! WAN still goes to the TUN (rule 12).
 //!
 //! Every rule carries `protocol 82` ([`RULE_PROTOCOL`]) so that rules a crashed run left behind
-//! are recognised ([`check_clean`], [`cleanup_stale`]). The sysctls' values from before the
+//! are recognised ([`check_clean`], [`cleanup_stale`]). The installing process records itself
+//! as their owner (module `owner`): a router started after a `kill -9` finds that owner dead
+//! and removes what it left by itself ([`prepare`]), and one started while another runs is
+//! refused. The sysctls' values from before the
 //! router changed them are kept in a small file per namespace ([`sysctl_record_path`]) until
 //! the teardown restores them, so that `--cleanup-stale` can restore them after a crash too.
 
@@ -38,6 +47,9 @@ use serde::Deserialize;
 use tracing::{debug, info, warn};
 
 use crate::config::RoutingConfig;
+
+mod owner;
+pub use owner::OwnerState;
 
 /// The rule "protocol" (FRA_PROTOCOL, ip-rule(8)) that marks our rules: 82 = 'R', not used by
 /// any routing daemon listed in /etc/iproute2/rt_protos.
@@ -116,14 +128,64 @@ fn is_ours(r: &IpRule) -> bool {
     r.protocol.as_deref() == Some(&RULE_PROTOCOL.to_string())
 }
 
+impl RoutingConfig {
+    /// The table of the WAN side's TUN: the one after `table`.
+    pub fn wan_table(&self) -> u32 {
+        self.table.wrapping_add(1)
+    }
+}
+
+/// The name of the WAN side's TUN device for the LAN side's `tun` (`tun0` -> `tun0w`).
+pub fn wan_tun_name(tun: &str) -> String {
+    format!("{tun}w")
+}
+
+/// Gets the namespace ready for [`Recipe::install`]: refuses while another live router owns
+/// it; removes what a router that provably died left behind (its recorded owner process is
+/// gone: logged step by step), or what `--cleanup-stale` asks to remove; then
+/// [`check_clean`].
+pub fn prepare(cfg: &RoutingConfig, tun: &str, hint_args: &str, cleanup: bool) -> Result<()> {
+    refuse_live_owner()?;
+    match owner::state() {
+        OwnerState::Dead(o) => {
+            warn!(
+                "the router that set up this namespace (pid {}) is gone without its teardown \
+                 (killed or crashed): removing what it left behind",
+                o.pid
+            );
+            cleanup_stale(cfg, tun)?;
+            owner::forget();
+        }
+        _ if cleanup => cleanup_stale(cfg, tun)?,
+        _ => {}
+    }
+    check_clean(cfg, tun, hint_args)
+}
+
+/// Refuses while another live router owns this namespace's rules (also called first thing at
+/// start, before sockets are bound, so that this is the message a second router gives).
+pub fn refuse_live_owner() -> Result<()> {
+    match owner::state() {
+        OwnerState::Alive(o) if o.pid != std::process::id() => bail!(
+            "another router (pid {}) is running in this namespace and owns its routing rules; \
+             stop it first (kill {}), or run this one in another namespace",
+            o.pid,
+            o.pid
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// Refuses to start in a namespace that still holds our rules (a crashed run), another router
 /// (the TUN exists), or a routing table someone else uses.
 pub fn check_clean(cfg: &RoutingConfig, tun: &str, hint_args: &str) -> Result<()> {
-    if link_exists(tun) {
-        bail!(
-            "a network device named {tun} already exists in this namespace: is another router \
-             running here? Stop it, or pick another name with --tun"
-        );
+    for dev in [tun.to_string(), wan_tun_name(tun)] {
+        if link_exists(&dev) {
+            bail!(
+                "a network device named {dev} already exists in this namespace: is another \
+                 router running here? Stop it, or pick another name with --tun"
+            );
+        }
     }
     let stale: Vec<IpRule> = rules()?.into_iter().filter(is_ours).collect();
     if !stale.is_empty() {
@@ -137,19 +199,23 @@ pub fn check_clean(cfg: &RoutingConfig, tun: &str, hint_args: &str) -> Result<()
             prefs.join(" ")
         );
     }
-    let table = cfg.table.to_string();
-    let routes = match ip(&["route", "show", "table", &table]) {
-        Ok(r) => r,
-        // The kernel creates a table on its first route.
-        Err(e) if format!("{e:#}").contains("does not exist") => String::new(),
-        Err(e) => return Err(e),
-    };
-    if !routes.trim().is_empty() {
-        bail!(
-            "routing table {table} is not empty (`ip route show table {table}`):\n{}\nthe router \
-             needs a table of its own: choose another with --table N (or routing.table)",
-            routes.trim()
-        );
+    for table in [cfg.table, cfg.wan_table()] {
+        let table = table.to_string();
+        let routes = match ip(&["route", "show", "table", &table]) {
+            Ok(r) => r,
+            // The kernel creates a table on its first route.
+            Err(e) if format!("{e:#}").contains("does not exist") => String::new(),
+            Err(e) => return Err(e),
+        };
+        if !routes.trim().is_empty() {
+            bail!(
+                "routing table {table} is not empty (`ip route show table {table}`):\n{}\nthe \
+                 router needs tables {n} and {n}+1 of its own: choose another with --table N \
+                 (or routing.table)",
+                routes.trim(),
+                n = cfg.table
+            );
+        }
     }
     Ok(())
 }
@@ -249,9 +315,14 @@ pub fn cleanup_stale(cfg: &RoutingConfig, tun: &str) -> Result<()> {
             "rule", "add", "pref", "0", "lookup", "local", "protocol", "kernel",
         ])?;
     }
-    let table = cfg.table.to_string();
-    if ip(&["route", "del", "default", "dev", tun, "table", &table]).is_ok() {
-        info!("cleanup: removed default dev {tun} table {table}");
+    for (dev, table) in [
+        (tun.to_string(), cfg.table),
+        (wan_tun_name(tun), cfg.wan_table()),
+    ] {
+        let table = table.to_string();
+        if ip(&["route", "del", "default", "dev", &dev, "table", &table]).is_ok() {
+            info!("cleanup: removed default dev {dev} table {table}");
+        }
     }
     let restored = restore_recorded_sysctls();
     if !stale.is_empty() || restored > 0 {
@@ -275,7 +346,10 @@ pub struct RecipeParams {
     pub routing: RoutingConfig,
     pub wan_iface: String,
     pub lan_iface: String,
+    /// The LAN side's TUN device.
     pub tun: String,
+    /// The WAN side's TUN device.
+    pub tun_wan: String,
     pub wan_ip: Ipv4Addr,
 }
 
@@ -321,6 +395,8 @@ enum Step {
     },
     Route {
         args: Vec<String>,
+        /// The device the route goes through (the route goes with it).
+        dev: String,
     },
     Rule(Rule),
     /// `lookup local` moved from preference 0 to `pref_local`.
@@ -354,6 +430,7 @@ impl Recipe {
     fn install_steps(&mut self) -> Result<()> {
         let p = self.params.clone();
         let table = p.routing.table.to_string();
+        let wan_table = p.routing.wan_table().to_string();
         let wan_ip = p.wan_ip.to_string();
         // A run that crashed before it added any rule (so check_clean let us start) may have
         // changed sysctls: put them back first, or their values from before would be lost.
@@ -361,38 +438,46 @@ impl Recipe {
         if restored > 0 {
             info!("setup: restored {restored} sysctls a crashed run had changed");
         }
-
-        // The TUN carries IPv4 only: no link-local address, no router solicitations
-        // (set before the link comes up, or it sends one).
-        let v6 = format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", p.tun);
-        if std::path::Path::new(&v6).exists() {
-            debug!("setup: sysctl net.ipv6.conf.{}.disable_ipv6 = 1", p.tun);
-            std::fs::write(&v6, "1").with_context(|| format!("cannot write {v6}"))?;
-        }
-        info!("setup: ip link set {} up", p.tun);
-        ip(&["link", "set", "dev", &p.tun, "up"])?;
-        self.steps.push(Step::LinkUp);
-
-        // rp_filter would drop the translated packets (their source is our own WAN address or
-        // a LAN host, arriving on tun0); accept_local lets tun0 deliver packets whose source is
-        // a local address (ip-sysctl.rst).
-        for (key, value) in [
-            (format!("conf/{}/rp_filter", p.tun), "0"),
-            (format!("conf/{}/accept_local", p.tun), "1"),
-            ("conf/all/rp_filter".to_string(), "0"),
-            ("conf/default/rp_filter".to_string(), "0"),
-        ] {
-            self.sysctl(&key, value)?;
+        // Before the first change: a crash from here on is recognised by the next start.
+        if let Err(e) = owner::record() {
+            warn!("setup: cannot record this process as the owner of the rules: {e}");
         }
 
-        let route = ["route", "add", "default", "dev", &p.tun, "table", &table];
-        info!("setup: ip {}", route.join(" "));
-        ip(&route)?;
-        self.steps.push(Step::Route {
-            args: ["route", "del", "default", "dev", &p.tun, "table", &table]
-                .map(String::from)
-                .to_vec(),
-        });
+        for (tun, table) in [(&p.tun, &table), (&p.tun_wan, &wan_table)] {
+            // The TUN carries IPv4 only: no link-local address, no router solicitations
+            // (set before the link comes up, or it sends one).
+            let v6 = format!("/proc/sys/net/ipv6/conf/{tun}/disable_ipv6");
+            if std::path::Path::new(&v6).exists() {
+                debug!("setup: sysctl net.ipv6.conf.{tun}.disable_ipv6 = 1");
+                std::fs::write(&v6, "1").with_context(|| format!("cannot write {v6}"))?;
+            }
+            info!("setup: ip link set {tun} up");
+            ip(&["link", "set", "dev", tun, "up"])?;
+            self.steps.push(Step::LinkUp);
+
+            // rp_filter would drop the translated packets (their source is our own WAN address
+            // or a LAN host, arriving on the TUN); accept_local lets the TUN deliver packets
+            // whose source is a local address (ip-sysctl.rst).
+            for (key, value) in [
+                (format!("conf/{tun}/rp_filter"), "0"),
+                (format!("conf/{tun}/accept_local"), "1"),
+            ] {
+                self.sysctl(&key, value)?;
+            }
+
+            let route = ["route", "add", "default", "dev", tun, "table", table];
+            info!("setup: ip {}", route.join(" "));
+            ip(&route)?;
+            self.steps.push(Step::Route {
+                args: ["route", "del", "default", "dev", tun, "table", table]
+                    .map(String::from)
+                    .to_vec(),
+                dev: tun.clone(),
+            });
+        }
+        for key in ["conf/all/rp_filter", "conf/default/rp_filter"] {
+            self.sysctl(key, "0")?;
+        }
 
         let rc = &p.routing;
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
@@ -401,7 +486,7 @@ impl Recipe {
             rules.push(Rule {
                 pref: rc.pref_wan,
                 selector: s(&["iif", &p.wan_iface, "ipproto", proto]),
-                table: table.clone(),
+                table: wan_table.clone(),
                 names_wan_ip: false,
             });
         }
@@ -409,7 +494,7 @@ impl Recipe {
         rules.push(Rule {
             pref: rc.pref_wan_other,
             selector: s(&["iif", &p.wan_iface]),
-            table: table.clone(),
+            table: wan_table.clone(),
             names_wan_ip: false,
         });
         rules.push(hairpin_rule(&p, &wan_ip));
@@ -475,8 +560,11 @@ impl Recipe {
             key.replace('/', ".")
         );
         std::fs::write(&path, value).with_context(|| format!("cannot write {}", path.display()))?;
-        // The TUN's own settings vanish with the device: nothing to restore.
-        if !key.starts_with(&format!("conf/{}/", self.params.tun)) {
+        // The TUNs' own settings vanish with the devices: nothing to restore.
+        let own = [&self.params.tun, &self.params.tun_wan]
+            .iter()
+            .any(|t| key.starts_with(&format!("conf/{t}/")));
+        if !own {
             self.steps.push(Step::Sysctl { path, old });
             self.write_sysctl_record();
         }
@@ -554,12 +642,12 @@ impl Recipe {
                     info!("teardown: restore {} = {old}", path.display());
                     std::fs::write(path, old).map_err(anyhow::Error::from)
                 }
-                Step::Route { args } => {
+                Step::Route { args, dev } => {
                     info!("teardown: ip {}", args.join(" "));
                     let args: Vec<&str> = args.iter().map(String::as_str).collect();
                     // Gone already if the TUN was closed first: that is fine.
                     match ip(&args) {
-                        Err(_) if !link_exists(&self.params.tun) => Ok(()),
+                        Err(_) if !link_exists(dev) => Ok(()),
                         r => r.map(drop),
                     }
                 }
@@ -586,10 +674,11 @@ impl Recipe {
                 warn!("teardown: {e:#}");
             }
         }
-        // Restored: the crash safety net is no longer needed.
+        // Restored: the crash safety nets are no longer needed.
         if let Some(record) = sysctl_record_path() {
             let _ = std::fs::remove_file(record);
         }
+        owner::forget();
         info!("teardown: routing recipe removed");
     }
 
@@ -745,6 +834,7 @@ mod tests {
             wan_iface: "wan0".into(),
             lan_iface: "lan0".into(),
             tun: "tun0".into(),
+            tun_wan: "tun0w".into(),
             wan_ip: Ipv4Addr::new(203, 0, 113, 2),
         };
         let r = hairpin_rule(&p, "203.0.113.2");

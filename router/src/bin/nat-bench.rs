@@ -19,7 +19,7 @@ use std::{
 };
 
 use etherparse::PacketBuilder;
-use router::nat::{ChecksumState, Nat, NatConfig, Verdict};
+use router::nat::{ChecksumState, Nat, NatConfig, Prefix, Side, Verdict, WanSources};
 
 /// Counts live heap bytes and allocation calls.
 struct Counting;
@@ -96,6 +96,8 @@ fn host(i: u32) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(Ipv4Addr::new(192, 168, 1, 10)) + i % 200)
 }
 
+/// Internet addresses from the benchmarking range (RFC 2544), which the WAN side refuses as
+/// a source unless allowed, as [`new_nat`] does.
 fn remote(i: u32) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + i)
 }
@@ -103,6 +105,8 @@ fn remote(i: u32) -> Ipv4Addr {
 fn new_nat() -> Nat {
     let mut nat = Nat::new(NatConfig::new(WAN, LAN, 24), 1);
     nat.set_max_sessions(4 << 20);
+    let bench = Prefix::parse("198.18.0.0/15").expect("a prefix");
+    nat.set_wan_sources(WanSources::new(&[bench], &[]).expect("allowed"));
     nat
 }
 
@@ -112,17 +116,17 @@ fn sport(p: &[u8]) -> u16 {
 }
 
 /// Runs pre-built packets round-robin for at least `secs`; returns (packets/s, allocations).
-fn run_established(nat: &mut Nat, packets: &[Vec<u8>], secs: f64) -> (f64, usize) {
+fn run_established(nat: &mut Nat, packets: &[(Side, Vec<u8>)], secs: f64) -> (f64, usize) {
     let mut buf = [0u8; 256];
     let start = Instant::now();
     let calls0 = CALLS.load(Relaxed);
     let mut n = 0u64;
     let mut now = start;
     loop {
-        for p in packets {
+        for (side, p) in packets {
             let b = &mut buf[..p.len()];
             b.copy_from_slice(p);
-            let v = nat.process(now, b);
+            let v = nat.process(now, *side, b);
             debug_assert_eq!(v, Verdict::Forward);
             black_box(v);
         }
@@ -143,9 +147,9 @@ fn established_udp(secs: f64) -> (f64, usize) {
     for i in 0..1000u32 {
         let (h, r) = (host(i), remote(i % 50));
         let mut out = udp(h, 10000 + i as u16, r, 443, &[0u8; 64]);
-        packets.push(out.clone());
-        assert_eq!(nat.process(now, &mut out), Verdict::Forward);
-        packets.push(udp(r, 443, WAN, sport(&out), &[0u8; 64]));
+        packets.push((Side::Lan, out.clone()));
+        assert_eq!(nat.process(now, Side::Lan, &mut out), Verdict::Forward);
+        packets.push((Side::Wan, udp(r, 443, WAN, sport(&out), &[0u8; 64])));
     }
     run_established(&mut nat, &packets, secs)
 }
@@ -157,12 +161,12 @@ fn established_tcp(secs: f64) -> (f64, usize) {
     for i in 0..1000u32 {
         let (h, r) = (host(i), remote(i % 50));
         let mut syn = tcp(h, 10000 + i as u16, r, 443, true, false);
-        assert_eq!(nat.process(now, &mut syn), Verdict::Forward);
+        assert_eq!(nat.process(now, Side::Lan, &mut syn), Verdict::Forward);
         let ext = sport(&syn);
         let mut synack = tcp(r, 443, WAN, ext, true, true);
-        assert_eq!(nat.process(now, &mut synack), Verdict::Forward);
-        packets.push(tcp(h, 10000 + i as u16, r, 443, false, true));
-        packets.push(tcp(r, 443, WAN, ext, false, true));
+        assert_eq!(nat.process(now, Side::Wan, &mut synack), Verdict::Forward);
+        packets.push((Side::Lan, tcp(h, 10000 + i as u16, r, 443, false, true)));
+        packets.push((Side::Wan, tcp(r, 443, WAN, ext, false, true)));
     }
     run_established(&mut nat, &packets, secs)
 }
@@ -179,28 +183,31 @@ fn established_gso(secs: f64) -> (f64, f64) {
     for i in 0..100u32 {
         let (h, r) = (host(i), remote(i % 50));
         let mut syn = tcp(h, 10000 + i as u16, r, 443, true, false);
-        assert_eq!(nat.process(now, &mut syn), Verdict::Forward);
+        assert_eq!(nat.process(now, Side::Lan, &mut syn), Verdict::Forward);
         let ext = sport(&syn);
         let mut synack = tcp(r, 443, WAN, ext, true, true);
-        assert_eq!(nat.process(now, &mut synack), Verdict::Forward);
-        for (src, sp, dst, dp) in [(h, 10000 + i as u16, r, 443), (r, 443, WAN, ext)] {
+        assert_eq!(nat.process(now, Side::Wan, &mut synack), Verdict::Forward);
+        for (side, src, sp, dst, dp) in [
+            (Side::Lan, h, 10000 + i as u16, r, 443),
+            (Side::Wan, r, 443, WAN, ext),
+        ] {
             let mut v = Vec::with_capacity(65535);
             PacketBuilder::ipv4(src.octets(), dst.octets(), 64)
                 .tcp(sp, dp, 1, 65535)
                 .ack(2)
                 .write(&mut v, &vec![0u8; 65535 - HDR])
                 .expect("build");
-            templates.push(v);
+            templates.push((side, v));
         }
     }
-    let mut bufs = templates.clone();
+    let mut bufs: Vec<Vec<u8>> = templates.iter().map(|(_, t)| t.clone()).collect();
     let start = Instant::now();
     let mut n = 0u64;
     let mut now = start;
     loop {
-        for (b, t) in bufs.iter_mut().zip(&templates) {
+        for (b, (side, t)) in bufs.iter_mut().zip(&templates) {
             b[..HDR].copy_from_slice(&t[..HDR]);
-            let v = nat.process_with(now, b, ChecksumState::Partial);
+            let v = nat.process_with(now, *side, b, ChecksumState::Partial);
             debug_assert_eq!(v, Verdict::Forward);
             black_box(v);
         }
@@ -237,7 +244,7 @@ fn new_sessions(endpoints: u32, remotes: u32) -> (f64, f64, Nat) {
         }
         let t = Instant::now();
         for p in chunk.iter_mut().take(n as usize) {
-            let v = nat.process(now, p);
+            let v = nat.process(now, Side::Lan, p);
             debug_assert_eq!(v, Verdict::Forward);
             black_box(v);
         }

@@ -73,20 +73,9 @@ pub struct Tun {
     waker: Waker,
 }
 
-/// Wakes a [`Tun::wait`] from another thread (an eventfd; cheap to clone).
+/// Wakes a [`wait_any`] from another thread (an eventfd; cheap to clone).
 #[derive(Debug, Clone)]
 pub struct Waker(Arc<OwnedFd>);
-
-/// What [`Tun::wait`] saw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ready {
-    /// Packets can be read.
-    Readable,
-    /// The waker was triggered.
-    Woken,
-    /// The timeout passed.
-    Timeout,
-}
 
 /// `struct virtio_net_hdr` (linux/virtio_net.h), little-endian on the wire (we set
 /// `TUNSETVNETLE`, so also on big-endian hosts).
@@ -230,48 +219,9 @@ impl Tun {
         self.offloads
     }
 
-    /// A handle that interrupts [`Tun::wait`].
+    /// A handle that interrupts [`wait_any`].
     pub fn waker(&self) -> Waker {
         self.waker.clone()
-    }
-
-    /// Waits until a packet is readable, the waker fires, or `timeout` passes. EINTR is a
-    /// timeout (the caller re-checks its deadlines anyway).
-    pub fn wait(&self, timeout: Duration) -> io::Result<Ready> {
-        let mut fds = [
-            libc::pollfd {
-                fd: self.fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: self.waker.0.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // Round up so that a 0.3 ms deadline does not become a busy loop of 0 ms polls.
-        let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-        // SAFETY: fds is a valid array of 2 pollfd for the duration of the call.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::Interrupted {
-                Ok(Ready::Timeout)
-            } else {
-                Err(e)
-            };
-        }
-        if fds[1].revents != 0 {
-            return Ok(Ready::Woken);
-        }
-        if fds[0].revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
-            return Err(io::Error::other("poll reports an error on the TUN device"));
-        }
-        if fds[0].revents != 0 {
-            return Ok(Ready::Readable);
-        }
-        Ok(Ready::Timeout)
     }
 
     /// Reads one frame (the virtio header, if any, then the packet) into `buf`; `Ok(None)`
@@ -337,8 +287,57 @@ impl Tun {
     }
 }
 
+/// What [`wait_any`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Readiness {
+    /// The waker was triggered.
+    pub woken: bool,
+    /// Which of the devices can be read.
+    pub readable: [bool; 2],
+}
+
+/// Waits until a packet is readable on either device, `waker` fires, or `timeout` passes
+/// (EINTR counts as a timeout). The router reads the LAN and the WAN side from two devices.
+pub fn wait_any(tuns: [&Tun; 2], waker: &Waker, timeout: Duration) -> io::Result<Readiness> {
+    let pfd = |fd: i32| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let mut fds = [
+        pfd(tuns[0].fd.as_raw_fd()),
+        pfd(tuns[1].fd.as_raw_fd()),
+        pfd(waker.0.as_raw_fd()),
+    ];
+    let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+    // SAFETY: fds is a valid array of 3 pollfd for the duration of the call.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), 3, ms) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted {
+            Ok(Readiness::default())
+        } else {
+            Err(e)
+        };
+    }
+    let mut r = Readiness {
+        woken: fds[2].revents != 0,
+        readable: [false; 2],
+    };
+    for (i, f) in fds[..2].iter().enumerate() {
+        if f.revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
+            return Err(io::Error::other(format!(
+                "poll reports an error on the TUN device {}",
+                tuns[i].name
+            )));
+        }
+        r.readable[i] = f.revents != 0;
+    }
+    Ok(r)
+}
+
 impl Waker {
-    /// Makes the current or next [`Tun::wait`] return [`Ready::Woken`] (and every later one).
+    /// Makes the current or next [`wait_any`] return woken (and every later one).
     pub fn wake(&self) {
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a valid u64 to our eventfd. A failure (counter overflow)

@@ -10,14 +10,15 @@ use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
+use super::pressure::{NewClients, OFFER_RECLAIM_SECS, PRESSURE_LEASE_SECS, Pressure};
 use super::wire::{
     self, BOOTREPLY, BOOTREQUEST, Message, MessageType, ParseError, format_mac, opt,
 };
 
 /// How long an offered address is held for the client that was offered it (RFC 2131 §4.3.1:
 /// the server "need not reserve the offered address", but holding it avoids offering the
-/// same address to two clients at once).
-pub const OFFER_HOLD_SECS: u64 = 60;
+/// same address to two clients at once). Short: offers are not leases (module `pressure`).
+pub const OFFER_HOLD_SECS: u64 = 10;
 /// How long a declined address stays unusable (RFC 2131 §4.3.3 leaves the time to us;
 /// dnsmasq uses ten minutes too).
 pub const DECLINE_HOLD_SECS: u64 = 600;
@@ -223,6 +224,9 @@ drop_reasons! {
     ForeignRelay = "foreign_relay",
     /// DECLINE / RELEASE for an address this client does not hold.
     NotHolder = "not_holder",
+    /// A DISCOVER from a new client while the pool is under pressure, beyond the rate limit
+    /// (module `pressure`).
+    RateLimited = "rate_limited",
 }
 
 /// The counters, all since start.
@@ -259,6 +263,12 @@ pub struct Server {
     leases: BTreeMap<Ipv4Addr, Lease>,
     counters: Counters,
     dirty: bool,
+    /// Module `pressure`: the pool's last state, a change not yet taken, the new-client limit.
+    pressure: Pressure,
+    pressure_change: Option<Pressure>,
+    new_clients: NewClients,
+    /// Usable addresses in the pool (fixed by the configuration).
+    pool_size: usize,
 }
 
 /// The client key (RFC 2131 §4.2: "the client identifier, if present, or the client's
@@ -277,11 +287,53 @@ pub fn client_key(m: &Message) -> Vec<u8> {
 
 impl Server {
     pub fn new(cfg: ServerConfig) -> Self {
+        let (start, end) = (u32::from(cfg.pool_start), u32::from(cfg.pool_end));
+        let pool_size = (start..=end.max(start))
+            .filter(|&a| cfg.in_subnet(Ipv4Addr::from(a)))
+            .count();
         Server {
+            pool_size,
             cfg,
             leases: BTreeMap::new(),
             counters: Counters::default(),
             dirty: false,
+            pressure: Pressure::of(1, 1),
+            pressure_change: None,
+            new_clients: NewClients::default(),
+        }
+    }
+
+    /// The pool's state when it last entered or left pressure (module `pressure`), once.
+    pub fn take_pressure_change(&mut self) -> Option<Pressure> {
+        self.pressure_change.take()
+    }
+
+    /// Whether the pool is under pressure at `now`; notes a change for the log.
+    fn under_pressure(&mut self, now: u64) -> bool {
+        let size = self.pool_size;
+        let used = self
+            .leases
+            .values()
+            .filter(|l| l.active(now) && self.cfg.in_pool(l.addr))
+            .count();
+        let p = Pressure::of(size.saturating_sub(used), size);
+        if p.under != self.pressure.under {
+            self.pressure_change = Some(p);
+        }
+        self.pressure = p;
+        p.under
+    }
+
+    /// The lease for `key` (RFC 2131 §3.3): shortened for a client that never held an
+    /// address here while the pool is under pressure (module `pressure`).
+    fn lease_secs(&self, key: &[u8], under: bool) -> u32 {
+        let known = self
+            .record_of(key)
+            .is_some_and(|l| l.state != LeaseState::Offered);
+        if under && !known {
+            self.cfg.lease_time.min(PRESSURE_LEASE_SECS)
+        } else {
+            self.cfg.lease_time
         }
     }
 
@@ -442,6 +494,9 @@ impl Server {
         }
         let (start, end) = (u32::from(self.cfg.pool_start), u32::from(self.cfg.pool_end));
         let mut oldest: Option<&Lease> = None;
+        let mut oldest_offer: Option<&Lease> = None;
+        // Offers are not leases (module `pressure`): one made this long ago may be taken.
+        let offered_before = (now + OFFER_HOLD_SECS).saturating_sub(OFFER_RECLAIM_SECS);
         for a in start..=end {
             let addr = Ipv4Addr::from(a);
             if !self.cfg.in_subnet(addr) || self.cfg.reserved_by_other(addr, mac) {
@@ -454,10 +509,15 @@ impl Server {
                         oldest = Some(l);
                     }
                 }
+                Some(l) if l.state == LeaseState::Offered && l.expires <= offered_before => {
+                    if oldest_offer.is_none_or(|o| l.expires < o.expires) {
+                        oldest_offer = Some(l);
+                    }
+                }
                 Some(_) => {}
             }
         }
-        oldest.map(|l| l.addr)
+        oldest.or(oldest_offer).map(|l| l.addr)
     }
 
     /// Removes the client's records at other addresses (a client holds one address).
@@ -472,6 +532,12 @@ impl Server {
     /// RFC 2131 §4.3.1.
     fn discover(&mut self, now: u64, m: &Message) -> Option<Reply> {
         let key = client_key(m);
+        let under = self.under_pressure(now);
+        let known = self.record_of(&key).is_some() || self.cfg.reserved_for(m.mac()).is_some();
+        if under && !known && !self.new_clients.take(now) {
+            return self.counters.drop(DropReason::RateLimited);
+        }
+        let secs = self.lease_secs(&key, under);
         let Some(addr) = self.choose(now, m, &key) else {
             return self.counters.drop(DropReason::PoolExhausted);
         };
@@ -498,7 +564,7 @@ impl Server {
             lease.host_name = host_name;
         }
         self.counters.offered += 1;
-        Some(self.reply(m, MessageType::Offer, addr, true))
+        Some(self.reply(m, MessageType::Offer, addr, Some(secs)))
     }
 
     /// RFC 2131 §4.3.2: the client's state follows from which of option 54, option 50 and
@@ -561,6 +627,8 @@ impl Server {
     }
 
     fn bind(&mut self, now: u64, m: &Message, key: Vec<u8>, addr: Ipv4Addr) -> Option<Reply> {
+        let under = self.under_pressure(now);
+        let secs = self.lease_secs(&key, under);
         self.forget_other(&key, addr);
         let prev_host = self
             .leases
@@ -572,7 +640,7 @@ impl Server {
             client: key,
             mac: m.mac(),
             host_name: m.host_name().or(prev_host),
-            expires: now + u64::from(self.cfg.lease_time),
+            expires: now + u64::from(secs),
             state: LeaseState::Bound,
         };
         // A retransmitted REQUEST in the same second rebinds to the same record: nothing new
@@ -582,7 +650,7 @@ impl Server {
             self.dirty = true;
         }
         self.counters.acked += 1;
-        let mut r = self.reply(m, MessageType::Ack, addr, true);
+        let mut r = self.reply(m, MessageType::Ack, addr, Some(secs));
         r.commit = true;
         Some(r)
     }
@@ -668,7 +736,7 @@ impl Server {
     /// sent to `ciaddr`.
     fn inform(&mut self, m: &Message) -> Option<Reply> {
         self.counters.informed += 1;
-        let mut r = self.reply(m, MessageType::Ack, Ipv4Addr::UNSPECIFIED, false);
+        let mut r = self.reply(m, MessageType::Ack, Ipv4Addr::UNSPECIFIED, None);
         r.message.ciaddr = m.ciaddr;
         Some(r)
     }
@@ -695,7 +763,8 @@ impl Server {
     /// An OFFER or ACK for `addr`: options per RFC 2131 table 3 and, after the required
     /// ones, the client's parameter request list order (RFC 2132 §9.8), then the rest of
     /// what we always send.
-    fn reply(&self, m: &Message, kind: MessageType, addr: Ipv4Addr, lease: bool) -> Reply {
+    /// A reply; `lease`: the lease time to announce (seconds), none for an INFORM's ACK.
+    fn reply(&self, m: &Message, kind: MessageType, addr: Ipv4Addr, lease: Option<u32>) -> Reply {
         let mut r = self.base_reply(m);
         r.yiaddr = addr;
         if kind == MessageType::Ack && !m.ciaddr.is_unspecified() {
@@ -704,8 +773,7 @@ impl Server {
         r.options.push((opt::MESSAGE_TYPE, vec![kind as u8]));
         r.options
             .push((opt::SERVER_ID, self.cfg.server_addr.octets().to_vec()));
-        if lease {
-            let t = self.cfg.lease_time;
+        if let Some(t) = lease {
             r.options.push((opt::LEASE_TIME, t.to_be_bytes().to_vec()));
             // RFC 2131 §4.4.5: T1 defaults to 0.5 and T2 to 0.875 of the lease.
             r.options

@@ -26,6 +26,7 @@
 
 pub mod core;
 pub mod persist;
+pub mod pressure;
 pub mod wire;
 
 use std::collections::VecDeque;
@@ -591,6 +592,9 @@ impl DhcpService {
                 let mut core = lock(&self.shared.core);
                 let r = core.handle(now, datagram);
                 let dirty = core.take_dirty();
+                if let Some(p) = core.take_pressure_change() {
+                    log_pressure(p);
+                }
                 let mut change = self.shared.changes.load(Ordering::Relaxed);
                 if dirty {
                     change += 1;
@@ -691,3 +695,22 @@ async fn persister(
 
 #[cfg(test)]
 mod tests;
+
+/// Says in the log when the pool enters or leaves pressure (module `pressure`).
+fn log_pressure(p: pressure::Pressure) {
+    if p.under {
+        tracing::warn!(
+            "dhcp: pool under pressure: {} of {} addresses free; new clients are rate-limited \
+             and get {} s leases until it recovers (a host requesting addresses from many MACs?)",
+            p.free,
+            p.size,
+            pressure::PRESSURE_LEASE_SECS
+        );
+    } else {
+        tracing::info!(
+            "dhcp: pool no longer under pressure: {} of {} addresses free",
+            p.free,
+            p.size
+        );
+    }
+}

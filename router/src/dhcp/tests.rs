@@ -8,6 +8,8 @@ use super::core::{DECLINE_HOLD_SECS, OFFER_HOLD_SECS};
 use super::wire::{Message, MessageType, opt};
 use super::*;
 
+mod pressure;
+
 const SERVER: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 1);
 const T0: u64 = 1_700_000_000;
 

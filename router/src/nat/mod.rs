@@ -7,9 +7,11 @@
 //! 1. **Parse**: the IPv4 header is validated once (version, IHL, total length, header
 //!    checksum; module `wire`); every later access is a checked read at a named offset. Malformed
 //!    input is dropped and counted by [`DropReason`], never a panic.
-//! 2. **Classify** by addresses alone: source inside the LAN prefix -> outbound (and, when the
-//!    destination is the WAN address, hairpinned: outbound then inbound translation, RFC 4787
-//!    REQ-9); destination = WAN address from outside the LAN -> inbound; anything else -> drop.
+//! 2. **Classify** by the side the packet came in on ([`Side`], told by the caller) and then
+//!    its addresses (module `guard`): from the LAN, a LAN source -> outbound (to the WAN
+//!    address: hairpinned, outbound then inbound translation, RFC 4787 REQ-9); from the WAN,
+//!    a LAN, own or bogon source is a spoof and dropped (RFC 2827, RFC 6890), the WAN address
+//!    as destination -> inbound; anything else -> drop.
 //! 3. **Fragments** (RFC 791): non-first fragments carry no ports; they reuse the translation
 //!    of their datagram's first fragment, or wait for it (module `frag`).
 //! 4. **Look up or create**: outbound, (proto, internal, remote) finds the session; a new
@@ -17,7 +19,8 @@
 //!    of that internal endpoint), allocating an external port if needed. Inbound,
 //!    (proto, external port, remote) finds the session; otherwise the owner of the external port
 //!    (a forward or a dynamic mapping) decides, through the filtering behaviour
-//!    (RFC 4787 section 5), whether a new session may be created.
+//!    (RFC 4787 section 5), whether a new session may be created. New sessions are subject
+//!    to per-host, per-remote and table limits (module `limits`).
 //! 5. **Rewrite** addresses and ports, track TCP state (RFC 5382: SYN/FIN/RST), refresh the
 //!    idle timer, and optionally add one to the TTL (see [`NatConfig::ttl_compensation`]).
 //! 6. **Checksums** are updated incrementally (RFC 1624 eqn. 3): the IP header checksum for
@@ -42,8 +45,13 @@
 //! one core.
 
 mod behaviour;
+mod counters;
+mod forward;
 mod frag;
+mod guard;
 mod icmp;
+mod limits;
+mod rewrite;
 mod table;
 mod wire;
 
@@ -65,12 +73,18 @@ pub use behaviour::{
     Behaviour, FilteringBehaviour, MappingBehaviour, ParseNameError, PortAllocation, Preset,
     Timeouts,
 };
-use frag::{FragKey, FragState, Frags};
+pub use counters::{Counters, DropReason};
+use forward::ForwardEntry;
+pub use forward::{Forward, ForwardError};
+use frag::Frags;
+pub use guard::{Prefix, Side, WanSources, WanSourcesSection};
+pub use limits::{DEFAULT_MAX_SESSIONS, Limits, LimitsSection};
+use rewrite::{Rewrite, rewrite, tcp_established, tcp_next, tcp_state_name};
 use table::{
-    FIN_IN, FIN_OUT, InKey, KIND_ADM, KIND_APDM, KIND_EIM, KIND_FORWARD, MapKey, NONE, OutKey,
-    Proto, RST, SEEN_IN, SEEN_OUT, SeededState, Session, Table,
+    CONFIRMED, InKey, KIND_ADM, KIND_APDM, KIND_EIM, KIND_FORWARD, MapKey, NONE, OutKey, Proto,
+    SEEN_IN, SEEN_OUT, SeededState, Session, Table,
 };
-use wire::{Delta, Ipv4Header, field, rd8, rd16, rd32, wr8, wr16, wr32};
+use wire::{Ipv4Header, field, rd8, rd16};
 
 /// The Internet checksum (RFC 1071) of `data`, for the IO shell (checksum offload fallback).
 pub(crate) use wire::checksum as inet_checksum;
@@ -78,9 +92,6 @@ pub(crate) use wire::checksum as inet_checksum;
 /// How long fragments of a datagram are tracked (and early ones held) after the first one of
 /// them arrived. Linux uses 30 s for reassembly (`ipfrag_time`); RFC 791 suggests 15 s.
 pub const FRAGMENT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Default cap on concurrent sessions (about 330 MB at the measured bytes per session).
-pub const DEFAULT_MAX_SESSIONS: usize = 2 << 20;
 
 /// Engine configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -157,44 +168,6 @@ impl FromStr for Protocol {
     }
 }
 
-/// A static port forward (from configuration, or added by the IGD with a lease).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Forward {
-    pub protocol: Protocol,
-    pub external_port: u16,
-    pub internal_addr: Ipv4Addr,
-    pub internal_port: u16,
-    /// Only this remote address may open sessions through the forward (`None`: anyone).
-    pub remote_host: Option<Ipv4Addr>,
-    /// Removed by [`Nat::expire`] at this instant (`None`: permanent).
-    pub expires: Option<Instant>,
-    pub description: String,
-}
-
-/// Why a forward cannot be added.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ForwardError {
-    #[error("{which} port 0 is not a valid port; use 1..=65535")]
-    ZeroPort { which: &'static str },
-    #[error(
-        "internal address {addr} is not in the LAN {lan}; forwards can only point into the LAN"
-    )]
-    NotInLan { addr: Ipv4Addr, lan: String },
-    #[error(
-        "{protocol} port {port} is already forwarded to {internal} ({description:?}); remove that forward first or pick another port"
-    )]
-    PortForwarded {
-        protocol: Protocol,
-        port: u16,
-        internal: SocketAddrV4,
-        description: String,
-    },
-    #[error(
-        "{protocol} port {port} is in use by an active NAT session; pick another port, or flush sessions and retry"
-    )]
-    PortInUseBySession { protocol: Protocol, port: u16 },
-}
-
 /// What to do with a packet handed to [`Nat::process`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -222,94 +195,6 @@ pub enum ChecksumState {
     /// usual place (`csum_start` = the transport header); the caller checks that. Quoted
     /// packets inside ICMP errors are data and are always fixed as complete.
     Partial,
-}
-
-macro_rules! drop_reasons {
-    ($($(#[$doc:meta])* $v:ident => $name:literal,)*) => {
-        /// Why a packet was dropped. `name()` is the Prometheus label value.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        pub enum DropReason { $($(#[$doc])* $v,)* }
-        impl DropReason {
-            /// Every reason, in `Counters::drops` index order.
-            pub const ALL: &'static [DropReason] = &[$(DropReason::$v,)*];
-            /// Number of reasons.
-            pub const COUNT: usize = [$(DropReason::$v,)*].len();
-            /// snake_case label.
-            pub fn name(self) -> &'static str {
-                match self { $(DropReason::$v => $name,)* }
-            }
-        }
-    };
-}
-
-drop_reasons! {
-    /// Shorter than the IPv4 header, its IHL, or the transport header it needs.
-    Truncated => "truncated",
-    /// Not IPv4.
-    BadVersion => "bad_version",
-    /// IHL below 5.
-    BadHeaderLength => "bad_header_length",
-    /// Total length below the header length or beyond the bytes received.
-    BadTotalLength => "bad_total_length",
-    /// IPv4 header checksum wrong.
-    BadChecksum => "bad_checksum",
-    /// TTL 0.
-    TtlExpired => "ttl_expired",
-    /// Neither TCP, UDP nor ICMP.
-    UnsupportedProtocol => "unsupported_protocol",
-    /// An ICMP type the engine does not translate in that direction (e.g. an echo request
-    /// to the WAN address).
-    UnsupportedIcmp => "unsupported_icmp",
-    /// An ICMP error whose quoted packet is malformed or not one of ours.
-    BadIcmp => "bad_icmp",
-    /// Neither from the LAN nor to the WAN address from outside (or LAN to LAN).
-    NotForUs => "not_for_us",
-    /// LAN to the WAN address while hairpinning is off.
-    HairpinDisabled => "hairpin_disabled",
-    /// Refused by the filtering behaviour or a forward's remote-host restriction.
-    Filtered => "filtered",
-    /// Inbound to a port with no mapping or forward.
-    NoMapping => "no_mapping",
-    /// No free external port in the range.
-    PortsExhausted => "ports_exhausted",
-    /// The session cap is reached.
-    TableFull => "table_full",
-    /// A held fragment whose first fragment never came.
-    FragmentTimeout => "fragment_timeout",
-    /// Too many fragments tracked or held.
-    FragmentBufferFull => "fragment_buffer_full",
-}
-
-/// Traffic counters. "out" = LAN -> WAN, "in" = WAN -> LAN.
-#[derive(Clone, Debug, Default)]
-pub struct Counters {
-    pub packets_out: u64,
-    pub bytes_out: u64,
-    pub packets_in: u64,
-    pub bytes_in: u64,
-    /// LAN -> WAN address -> LAN packets (counted here only, not in out/in).
-    pub packets_hairpin: u64,
-    pub sessions_created: u64,
-    pub sessions_expired: u64,
-    pub fragments_held: u64,
-    /// Indexed by `DropReason as usize`.
-    pub drops: [u64; DropReason::COUNT],
-}
-
-impl Counters {
-    /// All drops.
-    pub fn drops_total(&self) -> u64 {
-        self.drops.iter().sum()
-    }
-    /// Drops for one reason.
-    pub fn drop_count(&self, r: DropReason) -> u64 {
-        self.drops.get(r as usize).copied().unwrap_or(0)
-    }
-    fn drop(&mut self, r: DropReason, n: u64) {
-        if let Some(c) = self.drops.get_mut(r as usize) {
-            *c += n;
-        }
-    }
 }
 
 /// One row of the session table, for the control API.
@@ -353,28 +238,6 @@ struct Flow {
     dport_at: usize,
 }
 
-/// An in-place rewrite of one packet (see [`rewrite`]).
-#[derive(Clone, Copy, Debug, Default)]
-struct Rewrite {
-    src: Option<u32>,
-    dst: Option<u32>,
-    /// (offset, new value) of the source / destination port field.
-    sport: Option<(usize, u16)>,
-    dport: Option<(usize, u16)>,
-    /// Offset of the transport checksum when the transport header is present, with
-    /// whether it is UDP (0 = no checksum) and whether it covers the pseudo-header.
-    l4_csum: Option<(usize, bool, bool)>,
-    /// The transport checksum is partial ([`ChecksumState::Partial`]).
-    partial: bool,
-    ttl_inc: bool,
-}
-
-#[derive(Debug)]
-struct ForwardEntry {
-    fwd: Forward,
-    mapping: u32,
-}
-
 /// The NAT engine. See the module docs.
 pub struct Nat {
     cfg: NatConfig,
@@ -391,7 +254,10 @@ pub struct Nat {
     cursor: [u16; 3],
     /// `now` of the first call: times inside the table are milliseconds since then.
     epoch: Option<Instant>,
-    max_sessions: usize,
+    /// Session and fragment limits (module `limits`).
+    limits: Limits,
+    /// Source addresses refused from the WAN besides the LAN's and our own (module `guard`).
+    wan_sources: WanSources,
     /// The checksum state of the packet being processed (set by [`Nat::process_with`]).
     csum: ChecksumState,
 }
@@ -407,98 +273,22 @@ impl fmt::Debug for Nat {
     }
 }
 
+/// An ICMP error message (RFC 792): destination unreachable, time exceeded, parameter problem.
+fn is_icmp_error(pkt: &[u8], ip: &Ipv4Header) -> bool {
+    ip.proto == wire::PROTO_ICMP
+        && !ip.is_fragment()
+        && matches!(
+            pkt.get(ip.ihl),
+            Some(
+                &(wire::ICMP_DEST_UNREACHABLE
+                    | wire::ICMP_TIME_EXCEEDED
+                    | wire::ICMP_PARAMETER_PROBLEM)
+            )
+        )
+}
+
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// TCP state after one segment (RFC 5382 section 5 tracks SYN, FIN and RST).
-fn tcp_next(state: u8, flags: u8, out: bool) -> u8 {
-    let mut s = state;
-    // A fresh SYN on a closed or reset 4-tuple starts a new connection.
-    if flags & wire::TCP_SYN != 0 && flags & wire::TCP_ACK == 0 && s & (RST | FIN_OUT | FIN_IN) != 0
-    {
-        s = 0;
-    }
-    s |= if out { SEEN_OUT } else { SEEN_IN };
-    if flags & wire::TCP_RST != 0 {
-        s |= RST;
-    }
-    if flags & wire::TCP_FIN != 0 {
-        s |= if out { FIN_OUT } else { FIN_IN };
-    }
-    s
-}
-
-fn tcp_established(state: u8) -> bool {
-    state & (SEEN_OUT | SEEN_IN) == SEEN_OUT | SEEN_IN
-        && state & RST == 0
-        && state & (FIN_OUT | FIN_IN) != FIN_OUT | FIN_IN
-}
-
-fn tcp_state_name(state: u8) -> &'static str {
-    if state & RST != 0 {
-        "reset"
-    } else if state & (FIN_OUT | FIN_IN) == FIN_OUT | FIN_IN {
-        "closing"
-    } else if state & (FIN_OUT | FIN_IN) != 0 {
-        "fin-wait"
-    } else if state & (SEEN_OUT | SEEN_IN) == SEEN_OUT | SEEN_IN {
-        "established"
-    } else if state & SEEN_OUT != 0 {
-        "syn-sent"
-    } else {
-        "syn-received"
-    }
-}
-
-/// Applies `rw` to `pkt` with incremental checksum updates (RFC 1624 eqn. 3).
-fn rewrite(pkt: &mut [u8], rw: &Rewrite) {
-    let mut ipd = Delta::default();
-    let mut l4d = Delta::default();
-    let pseudo = rw.l4_csum.is_some_and(|(_, _, p)| p);
-    for (at, new) in [(field::SRC, rw.src), (field::DST, rw.dst)] {
-        if let Some(new) = new {
-            let old = rd32(pkt, at);
-            ipd.addr(old, new);
-            if pseudo {
-                l4d.addr(old, new);
-            }
-            wr32(pkt, at, new);
-        }
-    }
-    for (at, new) in [rw.sport, rw.dport].into_iter().flatten() {
-        // A partial checksum is completed over the final port bytes later: nothing to add.
-        if !rw.partial {
-            l4d.word(rd16(pkt, at), new);
-        }
-        wr16(pkt, at, new);
-    }
-    if rw.ttl_inc {
-        let ttl = rd8(pkt, field::TTL);
-        if ttl < 255 {
-            let old = rd16(pkt, field::TTL);
-            wr8(pkt, field::TTL, ttl + 1);
-            ipd.word(old, rd16(pkt, field::TTL));
-        }
-    }
-    ipd.apply_at(pkt, field::CHECKSUM);
-    if let Some((at, udp, pseudo)) = rw.l4_csum {
-        let old = rd16(pkt, at);
-        if rw.partial {
-            // The field holds the pseudo-header sum itself (not its complement), so the
-            // change is added as is; nothing to do without a pseudo-header (ICMP).
-            if pseudo {
-                wr16(pkt, at, l4d.apply_partial(old));
-            }
-            return;
-        }
-        // RFC 768: a UDP checksum of 0 means "not computed" and must stay 0; a computed 0 is
-        // sent as 0xffff.
-        if !(udp && old == 0) {
-            let new = l4d.apply(old);
-            wr16(pkt, at, if udp && new == 0 { 0xffff } else { new });
-        }
-    }
 }
 
 impl Nat {
@@ -516,7 +306,7 @@ impl Nat {
             wan: u32::from(config.wan_addr),
             lan_net: u32::from(config.lan_addr) & lan_mask,
             lan_mask,
-            table: Table::new(seed),
+            table: Table::new(seed, u32::from(config.lan_addr) & lan_mask, lan_mask),
             forwards: BTreeMap::new(),
             frags: Frags::new(hasher),
             tx: VecDeque::new(),
@@ -524,17 +314,19 @@ impl Nat {
             rng: SmallRng::seed_from_u64(seed),
             cursor: [start; 3],
             epoch: None,
-            max_sessions: DEFAULT_MAX_SESSIONS,
+            limits: Limits::default(),
+            wan_sources: WanSources::default(),
             csum: ChecksumState::Complete,
             cfg: config,
         }
     }
 
-    /// Translates one whole IPv4 packet in place (see the module docs for the flow).
-    /// `Forward`: write it back (bytes beyond the IP total length, if any, are left as they
-    /// were). `Held`: nothing to write now. `Drop`: counted in [`Counters::drops`].
-    pub fn process(&mut self, now: Instant, packet: &mut [u8]) -> Verdict {
-        self.process_with(now, packet, ChecksumState::Complete)
+    /// Translates one whole IPv4 packet that arrived on `side`, in place (see the module docs
+    /// for the flow). `Forward`: write it back (bytes beyond the IP total length, if any, are
+    /// left as they were). `Held`: nothing to write now. `Drop`: counted in
+    /// [`Counters::drops`].
+    pub fn process(&mut self, now: Instant, side: Side, packet: &mut [u8]) -> Verdict {
+        self.process_with(now, side, packet, ChecksumState::Complete)
     }
 
     /// [`Nat::process`] for a packet whose transport checksum is in state `csum` (see
@@ -544,12 +336,13 @@ impl Nat {
     pub fn process_with(
         &mut self,
         now: Instant,
+        side: Side,
         packet: &mut [u8],
         csum: ChecksumState,
     ) -> Verdict {
         let now = self.clock(now);
         self.csum = csum;
-        match self.process_inner(now, packet) {
+        match self.process_inner(now, side, packet) {
             Ok(v) => v,
             Err(r) => {
                 self.counters.drop(r, 1);
@@ -617,79 +410,6 @@ impl Nat {
         }
     }
 
-    /// Adds a port forward. Re-adding the same (protocol, port) with the same internal
-    /// endpoint updates it in place (lease renewal) and keeps its sessions.
-    pub fn add_forward(&mut self, fwd: Forward) -> Result<(), ForwardError> {
-        if fwd.external_port == 0 {
-            return Err(ForwardError::ZeroPort { which: "external" });
-        }
-        if fwd.internal_port == 0 {
-            return Err(ForwardError::ZeroPort { which: "internal" });
-        }
-        if !self.in_lan(u32::from(fwd.internal_addr)) {
-            return Err(ForwardError::NotInLan {
-                addr: fwd.internal_addr,
-                lan: format!(
-                    "{}/{}",
-                    Ipv4Addr::from(self.lan_net),
-                    self.cfg.lan_prefix.min(32)
-                ),
-            });
-        }
-        let key = (fwd.protocol, fwd.external_port);
-        if let Some(e) = self.forwards.get_mut(&key) {
-            if e.fwd.internal_addr == fwd.internal_addr && e.fwd.internal_port == fwd.internal_port
-            {
-                e.fwd = fwd;
-                return Ok(());
-            }
-            return Err(ForwardError::PortForwarded {
-                protocol: fwd.protocol,
-                port: fwd.external_port,
-                internal: SocketAddrV4::new(e.fwd.internal_addr, e.fwd.internal_port),
-                description: e.fwd.description.clone(),
-            });
-        }
-        let proto = fwd.protocol.proto();
-        if self.table.owner(proto, fwd.external_port) != NONE {
-            return Err(ForwardError::PortInUseBySession {
-                protocol: fwd.protocol,
-                port: fwd.external_port,
-            });
-        }
-        let mk = Self::forward_key(proto, fwd.internal_addr, fwd.internal_port);
-        let mapping = self.table.add_mapping(mk, fwd.external_port);
-        self.forwards.insert(key, ForwardEntry { fwd, mapping });
-        Ok(())
-    }
-
-    /// Removes a forward and the sessions that use it.
-    pub fn remove_forward(&mut self, protocol: Protocol, external_port: u16) -> Option<Forward> {
-        let e = self.forwards.remove(&(protocol, external_port))?;
-        let sessions: Vec<u32> = self.table.mapping_sessions(e.mapping).collect();
-        for s in sessions {
-            self.table.remove(s);
-        }
-        self.table.remove_mapping(e.mapping);
-        // Another forward of the same internal endpoint takes over outbound new sessions.
-        let mk = Self::forward_key(protocol.proto(), e.fwd.internal_addr, e.fwd.internal_port);
-        if !self.table.map_idx.contains_key(&mk) {
-            if let Some(other) = self.forwards.values().find(|o| {
-                o.fwd.protocol == protocol
-                    && o.fwd.internal_addr == e.fwd.internal_addr
-                    && o.fwd.internal_port == e.fwd.internal_port
-            }) {
-                self.table.map_idx.insert(mk, other.mapping);
-            }
-        }
-        Some(e.fwd)
-    }
-
-    /// Forwards, ordered by (protocol, external port).
-    pub fn forwards(&self) -> impl Iterator<Item = &Forward> + '_ {
-        self.forwards.values().map(|e| &e.fwd)
-    }
-
     /// The current behaviour.
     pub fn behaviour(&self) -> &Behaviour {
         &self.cfg.behaviour
@@ -727,10 +447,26 @@ impl Nat {
         &self.cfg
     }
 
-    /// Caps concurrent sessions (default [`DEFAULT_MAX_SESSIONS`]); beyond it new sessions are
-    /// dropped with [`DropReason::TableFull`].
+    /// Caps concurrent sessions (default [`DEFAULT_MAX_SESSIONS`]); beyond it a new session
+    /// replaces the oldest unestablished inbound one, or is dropped with
+    /// [`DropReason::TableFull`].
     pub fn set_max_sessions(&mut self, max: usize) {
-        self.max_sessions = max;
+        self.limits.max_sessions = max;
+    }
+
+    /// Sets the session and fragment limits (default [`Limits::default`]).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Sets which source addresses the WAN side refuses (default [`WanSources::default`]).
+    pub fn set_wan_sources(&mut self, filter: WanSources) {
+        self.wan_sources = filter;
     }
 
     /// Counters.
@@ -794,26 +530,29 @@ impl Nat {
         a & self.lan_mask == self.lan_net
     }
 
-    fn forward_key(proto: Proto, addr: Ipv4Addr, port: u16) -> MapKey {
-        MapKey {
-            key: OutKey {
-                int_addr: addr.into(),
-                rem_addr: 0,
-                int_port: port,
-                rem_port: 0,
-                proto,
-            },
-            kind: KIND_FORWARD,
-        }
-    }
-
-    fn process_inner(&mut self, now: u64, packet: &mut [u8]) -> Result<Verdict, DropReason> {
+    fn process_inner(
+        &mut self,
+        now: u64,
+        side: Side,
+        packet: &mut [u8],
+    ) -> Result<Verdict, DropReason> {
         let ip = Ipv4Header::parse(packet)?;
         let pkt = packet.get_mut(..ip.total).ok_or(DropReason::Truncated)?;
         if ip.ttl == 0 {
             return Err(DropReason::TtlExpired);
         }
-        let dir = self.classify(ip.src, ip.dst)?;
+        let dir = match self.classify(side, ip.src, ip.dst) {
+            // ICMP errors from an ISP's privately addressed routers (Path MTU discovery,
+            // traceroute) pass the configurable part of the bogon filter: they open nothing,
+            // they only reach a session whose packet they quote (module `guard`).
+            Err(DropReason::WanBogonSource) if ip.dst == self.wan && is_icmp_error(pkt, &ip) => {
+                match self.wan_sources.always_refused(ip.src) {
+                    true => return Err(DropReason::WanBogonSource),
+                    false => Dir::In,
+                }
+            }
+            d => d?,
+        };
         if ip.is_fragment() {
             return self.process_fragment(now, pkt, &ip, dir);
         }
@@ -821,33 +560,8 @@ impl Nat {
         Ok(Verdict::Forward)
     }
 
-    /// Direction from addresses alone (module docs, step 2).
-    fn classify(&self, src: u32, dst: u32) -> Result<Dir, DropReason> {
-        let special = |a: u32| {
-            let o = a >> 24;
-            o == 0 || o == 127 || o >= 224 // this-network, loopback, multicast, broadcast
-        };
-        if self.in_lan(src) {
-            if dst == self.wan {
-                return if self.cfg.behaviour.hairpin {
-                    Ok(Dir::Hairpin)
-                } else {
-                    Err(DropReason::HairpinDisabled)
-                };
-            }
-            if self.in_lan(dst) || special(dst) {
-                return Err(DropReason::NotForUs);
-            }
-            Ok(Dir::Out)
-        } else if dst == self.wan && src != self.wan && !special(src) {
-            Ok(Dir::In)
-        } else {
-            Err(DropReason::NotForUs)
-        }
-    }
-
     /// Translates an unfragmented packet or a first fragment.
-    fn translate(
+    pub(crate) fn translate(
         &mut self,
         now: u64,
         pkt: &mut [u8],
@@ -960,6 +674,7 @@ impl Nat {
         let idx = match self.table.out_idx.get(&key) {
             Some(&i) => i,
             None => {
+                self.admit_session(true, f.src, f.dst)?;
                 let m = self.mapping_for(f)?;
                 self.new_session(
                     now,
@@ -989,7 +704,12 @@ impl Nat {
         let idx = match self.table.in_idx.get(&key) {
             Some(&i) => i,
             None => {
-                let m = self.admit_inbound(f)?;
+                let mut m = self.admit_inbound(f)?;
+                let int_addr = self.table.mapping(m).key.key.int_addr;
+                if self.admit_session(false, int_addr, f.src)? {
+                    // The evicted session may have been the last of that mapping.
+                    m = self.admit_inbound(f)?;
+                }
                 let mk = self.table.mapping(m).key.key;
                 // The internal endpoint may already talk to this remote through another of
                 // its mappings (dependent mapping, or a forward added later): one session per
@@ -1038,9 +758,6 @@ impl Nat {
         };
         if let Some(&m) = self.table.map_idx.get(&mk) {
             return Ok(m);
-        }
-        if self.table.live >= self.max_sessions {
-            return Err(DropReason::TableFull);
         }
         let port = self
             .alloc_port(f.proto, f.sport)
@@ -1103,7 +820,7 @@ impl Nat {
         rem_addr: u32,
         rem_port: u16,
     ) -> Result<u32, DropReason> {
-        if self.table.live >= self.max_sessions {
+        if self.table.live >= self.limits.max_sessions {
             // A mapping created just now for this session must not linger without sessions.
             let m = self.table.mapping(mapping);
             if m.refs == 0 && m.key.kind != KIND_FORWARD {
@@ -1126,6 +843,7 @@ impl Nat {
             proto: f.proto as u8,
             tcp,
             mapping,
+            out,
             prev: NONE,
             next: NONE,
             expires,
@@ -1157,6 +875,14 @@ impl Nat {
         let proto = s.proto();
         if proto == Proto::Tcp {
             s.tcp = tcp_next(s.tcp, flags, out);
+        } else {
+            s.tcp |= if out { SEEN_OUT } else { SEEN_IN };
+        }
+        // Confirmed (never evicted, module `limits`): the opener spoke again, not a SYN, after
+        // the other side answered; a spoofed source never sees that answer.
+        let answered = s.tcp & if s.out { SEEN_IN } else { SEEN_OUT } != 0;
+        if out == s.out && answered && flags & wire::TCP_SYN == 0 {
+            s.tcp |= CONFIRMED;
         }
         let tcp = s.tcp;
         let expires = now.saturating_add(self.timeout_ms(proto, tcp));
@@ -1202,116 +928,5 @@ impl Nat {
             }
         }
         None
-    }
-
-    /// Fragments (RFC 791): see [`frag`].
-    fn process_fragment(
-        &mut self,
-        now: u64,
-        pkt: &mut [u8],
-        ip: &Ipv4Header,
-        dir: Dir,
-    ) -> Result<Verdict, DropReason> {
-        let key = FragKey {
-            src: ip.src,
-            dst: ip.dst,
-            ident: ip.ident,
-            proto: ip.proto,
-        };
-        let (off, len, more) = (ip.frag_offset(), ip.payload_len(), ip.more_fragments());
-        let deadline = now.saturating_add(ms(FRAGMENT_TIMEOUT));
-        if off == 0 {
-            let res = self.translate(now, pkt, ip, dir);
-            let state = match res {
-                Ok(()) => FragState::Translated {
-                    src: rd32(pkt, field::SRC),
-                    dst: rd32(pkt, field::DST),
-                    dir,
-                },
-                Err(r) => FragState::Dropped(r),
-            };
-            if let Some(e) = self.frags.entry(key, deadline) {
-                e.state = state;
-                let held = std::mem::take(&mut e.held);
-                let mut done = e.note(off, len, more);
-                self.frags.held_bytes -= held.iter().map(Vec::len).sum::<usize>();
-                for mut h in held {
-                    done |= self.release(&key, &mut h, state);
-                    match state {
-                        FragState::Dropped(r) => self.counters.drop(r, 1),
-                        _ => self.tx.push_back(h),
-                    }
-                }
-                if done {
-                    self.frags.remove(&key);
-                }
-            }
-            return res.map(|()| Verdict::Forward);
-        }
-        let held_bytes = self.frags.held_bytes;
-        let Some(e) = self.frags.entry(key, deadline) else {
-            return Err(DropReason::FragmentBufferFull);
-        };
-        match e.state {
-            FragState::Pending => {
-                if e.held.len() >= frag::MAX_HELD_PER_DATAGRAM
-                    || held_bytes + pkt.len() > frag::MAX_HELD_BYTES
-                {
-                    return Err(DropReason::FragmentBufferFull);
-                }
-                e.held.push(pkt.to_vec());
-                self.frags.held_bytes += pkt.len();
-                self.counters.fragments_held += 1;
-                Ok(Verdict::Held)
-            }
-            state => {
-                if self.release(&key, pkt, state) {
-                    self.frags.remove(&key);
-                }
-                match state {
-                    FragState::Dropped(r) => Err(r),
-                    _ => Ok(Verdict::Forward),
-                }
-            }
-        }
-    }
-
-    /// Rewrites a non-first fragment of a translated datagram and counts it; true when the
-    /// datagram is complete (all its payload bytes passed or dropped).
-    fn release(&mut self, key: &FragKey, pkt: &mut [u8], state: FragState) -> bool {
-        let (off, len, more) = match Ipv4Header::parse(pkt) {
-            Ok(h) => (h.frag_offset(), h.payload_len(), h.more_fragments()),
-            Err(_) => (0, 0, true),
-        };
-        let done = self
-            .frags
-            .map
-            .get_mut(key)
-            .is_some_and(|e| e.note(off, len, more));
-        match state {
-            FragState::Translated { src, dst, dir } => {
-                let rw = Rewrite {
-                    src: Some(src),
-                    dst: Some(dst),
-                    ttl_inc: self.cfg.ttl_compensation,
-                    ..Rewrite::default()
-                };
-                rewrite(pkt, &rw);
-                let n = pkt.len() as u64;
-                match dir {
-                    Dir::Out => {
-                        self.counters.packets_out += 1;
-                        self.counters.bytes_out += n;
-                    }
-                    Dir::In => {
-                        self.counters.packets_in += 1;
-                        self.counters.bytes_in += n;
-                    }
-                    Dir::Hairpin => self.counters.packets_hairpin += 1,
-                }
-            }
-            FragState::Dropped(_) | FragState::Pending => {}
-        }
-        done
     }
 }

@@ -29,9 +29,10 @@
 //! structures themselves, never from packet bytes; `check_invariants` (tests) verifies that the
 //! indexes, lists, reference counts and port owners agree after randomized traffic.
 
+use super::limits::AddrCounts;
 use std::{
     cmp::Reverse,
-    collections::{BinaryHeap, HashMap},
+    collections::{BinaryHeap, HashMap, VecDeque},
     hash::{BuildHasher, Hash, Hasher},
 };
 
@@ -208,6 +209,8 @@ pub(crate) const SEEN_IN: u8 = 0x02;
 pub(crate) const FIN_OUT: u8 = 0x04;
 pub(crate) const FIN_IN: u8 = 0x08;
 pub(crate) const RST: u8 = 0x10;
+/// The opener spoke again after the other side answered (any protocol; module `limits`).
+pub(crate) const CONFIRMED: u8 = 0x20;
 
 const FREE: u8 = 0xff;
 
@@ -221,9 +224,12 @@ pub(crate) struct Session {
     pub ext_port: u16,
     /// `Proto as u8`, or `FREE` for a slot on the free list.
     pub proto: u8,
-    /// TCP state bits (SEEN_OUT ...); 0 for UDP/ICMP.
+    /// TCP state bits (SEEN_OUT ...); for UDP/ICMP only SEEN_OUT / SEEN_IN / CONFIRMED.
     pub tcp: u8,
     pub mapping: u32,
+    /// Opened from the LAN (true) or from the internet; says which count it is in
+    /// (`Table::hosts` or `Table::remotes`).
+    pub out: bool,
     /// Neighbours in the mapping's session list; `next` doubles as the free-list link.
     pub prev: u32,
     pub next: u32,
@@ -234,6 +240,9 @@ pub(crate) struct Session {
     pub packets: u64,
     pub bytes: u64,
 }
+
+// One cache line, as the module docs and the memory figures in nat/mod.rs say.
+const _: () = assert!(std::mem::size_of::<Session>() == 64);
 
 impl Session {
     pub fn proto(&self) -> Proto {
@@ -250,6 +259,12 @@ impl Session {
             rem_port: self.rem_port,
             proto: self.proto(),
         }
+    }
+    /// May give way to a new session when the table is full: not confirmed (a handshake
+    /// from a source that never saw our answer), or a TCP connection reset or closed.
+    pub fn gives_way(&self) -> bool {
+        self.tcp & CONFIRMED == 0
+            || (self.proto() == Proto::Tcp && !super::rewrite::tcp_established(self.tcp))
     }
     pub fn in_key(&self) -> InKey {
         InKey {
@@ -288,10 +303,18 @@ pub(crate) struct Table {
     pub map_idx: HashMap<MapKey, u32, SeededState>,
     owners: [Box<[u32]>; 3],
     heap: BinaryHeap<Reverse<(u64, u32)>>,
+    /// Sessions opened from the LAN, per internal address (module `limits`).
+    pub hosts: AddrCounts,
+    /// Sessions opened from the internet, per remote address.
+    pub remotes: AddrCounts,
+    /// Sessions opened from the internet, oldest first, with their inbound key (a slot may
+    /// have been reused since): the candidates for eviction when the table is full.
+    pub half_open: VecDeque<(u32, InKey)>,
 }
 
 impl Table {
-    pub fn new(seed: u64) -> Table {
+    /// A table keyed by `seed`, for the LAN `lan_net/lan_mask`.
+    pub fn new(seed: u64, lan_net: u32, lan_mask: u32) -> Table {
         let s = SeededState::new(seed);
         let owners = || vec![NONE; 65536].into_boxed_slice();
         Table {
@@ -305,6 +328,10 @@ impl Table {
             map_idx: HashMap::with_hasher(s),
             owners: [owners(), owners(), owners()],
             heap: BinaryHeap::new(),
+            hosts: AddrCounts::new(lan_net, lan_mask, s),
+            // No array: remote addresses are anywhere.
+            remotes: AddrCounts::new(0, 0, s),
+            half_open: VecDeque::new(),
         }
     }
 
@@ -387,6 +414,11 @@ impl Table {
     /// Inserts a session into the slab, the indexes, its mapping's list and the expiry heap.
     pub fn insert(&mut self, s: Session) -> u32 {
         let (ok, ik, m, exp) = (s.out_key(), s.in_key(), s.mapping, s.expires);
+        if s.out {
+            self.hosts.add(s.int_addr);
+        } else {
+            self.remotes.add(s.rem_addr);
+        }
         let idx = if self.free_head != NONE {
             let idx = self.free_head;
             self.free_head = self.sessions[idx as usize].next;
@@ -414,6 +446,15 @@ impl Table {
         self.in_idx.insert(ik, idx);
         self.heap.push(Reverse((exp, idx)));
         self.live += 1;
+        if !self.sessions[idx as usize].out {
+            self.half_open.push_back((idx, ik));
+            if self.half_open.len() > 2 * self.live + 4096 {
+                // Entries of sessions that are gone or answered; drop them now and then.
+                let (in_idx, sessions) = (&self.in_idx, &self.sessions);
+                self.half_open
+                    .retain(|(i, k)| in_idx.get(k) == Some(i) && sessions[*i as usize].gives_way());
+            }
+        }
         idx
     }
 
@@ -427,6 +468,11 @@ impl Table {
             return;
         }
         let (ok, ik, m, prev, next) = (s.out_key(), s.in_key(), s.mapping, s.prev, s.next);
+        if s.out {
+            self.hosts.sub(s.int_addr);
+        } else {
+            self.remotes.sub(s.rem_addr);
+        }
         self.out_idx.remove(&ok);
         self.in_idx.remove(&ik);
         if prev != NONE {
@@ -511,6 +557,9 @@ impl Table {
         self.out_idx.clear();
         self.in_idx.clear();
         self.heap.clear();
+        self.hosts.clear();
+        self.remotes.clear();
+        self.half_open.clear();
     }
 
     /// Sessions of a mapping, in list order.
@@ -557,6 +606,18 @@ impl Table {
         assert_eq!(live.len(), self.live, "live count");
         assert_eq!(self.out_idx.len(), self.live, "out index size");
         assert_eq!(self.in_idx.len(), self.live, "in index size");
+        let mut hosts: HashMap<u32, u32> = HashMap::new();
+        let mut remotes: HashMap<u32, u32> = HashMap::new();
+        for &i in &live {
+            let s = self.session(i);
+            if s.out {
+                *hosts.entry(s.int_addr).or_default() += 1;
+            } else {
+                *remotes.entry(s.rem_addr).or_default() += 1;
+            }
+        }
+        assert_eq!(hosts, self.hosts.to_map(), "hosts");
+        assert_eq!(remotes, self.remotes.to_map(), "remotes");
         for &i in &live {
             let s = self.session(i);
             assert_eq!(self.out_idx.get(&s.out_key()), Some(&i), "out index of {i}");

@@ -12,6 +12,8 @@ use rand::{Rng, SeedableRng, rngs::SmallRng};
 
 use super::*;
 
+mod hostile;
+
 const WAN: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
 const LAN: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 1);
 const H1: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 100);
@@ -22,6 +24,15 @@ const GW: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 
 fn sa(a: Ipv4Addr, p: u16) -> SocketAddrV4 {
     SocketAddrV4::new(a, p)
+}
+
+/// The side a test packet arrives on: the LAN for a LAN source, else the WAN (the tests of
+/// spoofed sources name the side themselves).
+fn side(nat: &Nat, p: &[u8]) -> Side {
+    match p.get(12..16) {
+        Some(&[a, b, c, d]) if nat.in_lan(u32::from_be_bytes([a, b, c, d])) => Side::Lan,
+        _ => Side::Wan,
+    }
 }
 
 // ---- packet builders -------------------------------------------------------------------------
@@ -233,7 +244,7 @@ impl Lab {
     }
     /// Processes `p`; returns the translated packet or the verdict.
     fn send(&mut self, mut p: Vec<u8>) -> Result<Vec<u8>, Verdict> {
-        match self.nat.process(self.now, &mut p) {
+        match self.nat.process(self.now, side(&self.nat, &p), &mut p) {
             Verdict::Forward => Ok(p),
             v => Err(v),
         }
@@ -344,9 +355,10 @@ fn packets_neither_from_lan_nor_to_wan_are_dropped() {
         lab.drop(udp(sa(H1, 1), sa(H2, 2), b"x")),
         DropReason::NotForUs
     );
+    // Our own address arriving from outside is a spoof.
     assert_eq!(
         lab.drop(udp(sa(WAN, 1), sa(WAN, 2), b"x")),
-        DropReason::NotForUs
+        DropReason::WanLanSource
     );
     assert_eq!(
         lab.drop(udp(
@@ -356,7 +368,7 @@ fn packets_neither_from_lan_nor_to_wan_are_dropped() {
         )),
         DropReason::NotForUs
     );
-    assert_eq!(lab.nat.counters().drop_count(DropReason::NotForUs), 4);
+    assert_eq!(lab.nat.counters().drop_count(DropReason::NotForUs), 3);
 }
 
 #[test]
@@ -650,7 +662,7 @@ fn random_allocation_is_deterministic_for_a_seed() {
         (0..5u16)
             .map(|i| {
                 let mut p = udp(sa(H1, 5000), sa(R1, 1000 + i), b"x");
-                assert_eq!(nat.process(now, &mut p), Verdict::Forward);
+                assert_eq!(nat.process(now, side(&nat, &p), &mut p), Verdict::Forward);
                 check(&p).src.port()
             })
             .collect::<Vec<_>>()
@@ -909,8 +921,12 @@ fn same_as_complete(b: Behaviour, forwards: &[(Protocol, u16, SocketAddrV4)], pa
         let mut q = p.clone();
         make_partial(&mut q);
         assert_eq!(
-            part.nat
-                .process_with(part.now, &mut q, ChecksumState::Partial),
+            part.nat.process_with(
+                part.now,
+                side(&part.nat, &q),
+                &mut q,
+                ChecksumState::Partial
+            ),
             Verdict::Forward,
             "packet {i}"
         );
@@ -1008,13 +1024,17 @@ fn partial_checksum_of_icmp_error_leaves_the_outer_checksum_alone() {
     let mut want = err.clone();
     let mut full = Lab::home();
     full.send(udp(sa(H1, 5000), sa(R1, 53), b"query")).unwrap();
-    assert_eq!(full.nat.process(full.now, &mut want), Verdict::Forward);
+    assert_eq!(
+        full.nat
+            .process(full.now, side(&full.nat, &want), &mut want),
+        Verdict::Forward
+    );
     check(&want);
     let mut q = err;
     make_partial(&mut q);
     assert_eq!(
         lab.nat
-            .process_with(lab.now, &mut q, ChecksumState::Partial),
+            .process_with(lab.now, side(&lab.nat, &q), &mut q, ChecksumState::Partial),
         Verdict::Forward
     );
     assert_eq!(&q[22..24], &[0, 0], "outer ICMP checksum left partial");
@@ -1435,34 +1455,50 @@ fn held_fragments_time_out() {
 }
 
 #[test]
-fn fragments_of_a_dropped_datagram_are_dropped_too() {
+fn fragments_of_a_dropped_datagram_are_never_forwarded_or_tracked() {
     let mut lab = Lab::home();
     let whole = udp(sa(R1, 1), sa(WAN, 9000), &[7u8; 2000]);
     let frags = fragment(&whole, 1000);
     assert_eq!(lab.send(frags[1].clone()), Err(Verdict::Held));
+    // The first fragment is dropped: so is what was held, and the entry goes.
     assert_eq!(lab.drop(frags[0].clone()), DropReason::NoMapping);
-    assert_eq!(lab.drop(frags[2].clone()), DropReason::NoMapping);
-    assert_eq!(lab.nat.counters().drop_count(DropReason::NoMapping), 3);
+    assert_eq!(lab.nat.counters().drop_count(DropReason::NoMapping), 2);
+    assert!(lab.nat.frags.map.is_empty());
+    assert!(lab.nat.poll_transmit().is_none());
+    // A straggler waits for a first fragment that will not come, and times out.
+    assert_eq!(lab.send(frags[2].clone()), Err(Verdict::Held));
+    lab.at(31);
+    assert_eq!(
+        lab.nat.counters().drop_count(DropReason::FragmentTimeout),
+        1
+    );
     assert!(lab.nat.poll_transmit().is_none());
 }
 
 #[test]
-fn fragment_buffer_is_bounded() {
+fn fragment_tracking_is_bounded_per_source_and_in_all() {
     let mut lab = Lab::home();
-    let mut full = 0;
-    for id in 0..(frag::MAX_DATAGRAMS as u32 + 10) {
+    let per_source = lab.nat.limits().fragments_per_source as usize;
+    let mut refused = 0;
+    for id in 0..per_source + 10 {
         let mut f = fragment(&udp(sa(H1, 1), sa(R1, 9), &[1u8; 200]), 104).remove(1);
         f[4..6].copy_from_slice(&(id as u16).to_be_bytes());
-        f[12] = 192;
-        f[13] = 168;
-        f[14] = 1;
-        f[15] = 100 + (id >> 16) as u8;
         set_ip_checksum(&mut f);
-        if lab.send(f) == Err(Verdict::Drop(DropReason::FragmentBufferFull)) {
-            full += 1;
+        if lab.send(f) == Err(Verdict::Drop(DropReason::FragmentSourceLimit)) {
+            refused += 1;
         }
     }
-    assert!(full >= 10);
+    assert_eq!(refused, 10);
+    // Many sources: the table stays at its size, the oldest entries giving way.
+    for i in 0..(2 * frag::MAX_DATAGRAMS) as u32 {
+        let src = Ipv4Addr::new(192, 168, 1, 101 + (i % 150) as u8);
+        let mut f = fragment(&udp(sa(src, 1), sa(R1, 9), &[1u8; 200]), 104).remove(1);
+        f[4..6].copy_from_slice(&((i / 150) as u16).to_be_bytes());
+        set_ip_checksum(&mut f);
+        assert_eq!(lab.send(f), Err(Verdict::Held));
+    }
+    assert_eq!(lab.nat.frags.map.len(), frag::MAX_DATAGRAMS);
+    assert!(lab.nat.counters().fragments_evicted >= frag::MAX_DATAGRAMS as u64);
 }
 
 // ---- TTL, WAN address, flush ---------------------------------------------------------------
@@ -1635,7 +1671,7 @@ fn random_and_mutated_input_never_panics_and_is_counted() {
             }
             p
         };
-        let v = lab.nat.process(lab.now, &mut p);
+        let v = lab.nat.process(lab.now, side(&lab.nat, &p), &mut p);
         processed += 1;
         if let Verdict::Drop(_) = v {
             dropped += 1;
@@ -1701,7 +1737,7 @@ fn session_memory_is_under_200_bytes() {
             sa(dst, 53),
             b"",
         );
-        assert_eq!(nat.process(now, &mut p), Verdict::Forward);
+        assert_eq!(nat.process(now, side(&nat, &p), &mut p), Verdict::Forward);
     }
     assert_eq!(nat.session_count(), n as usize);
     let per = (nat.table_bytes() - 3 * 65536 * 4) / n as usize;
