@@ -175,7 +175,7 @@ fn fill(nat: &Mutex<Nat>, n: u32) {
             .udp(20000, 53)
             .write(&mut p, &[0u8; 8])
             .unwrap();
-        nat.process(now, &mut p);
+        nat.process(now, crate::nat::Side::Lan, &mut p);
     }
     assert_eq!(nat.session_count(), n as usize);
 }
