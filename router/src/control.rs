@@ -3,7 +3,7 @@
 //! | method | path | body | answer |
 //! |---|---|---|---|
 //! | GET | `/api/status` | | addresses, preset, behaviour, port range, counters, forwards |
-//! | GET | `/api/sessions?offset=0&limit=500` | | a page of the session table (JSON array; `x-total-count`, and a `link` to the next page) |
+//! | GET | `/api/sessions?cursor=0&limit=500` | | a page of the session table (JSON array; `x-total-count`, and a `link` to the next page) |
 //! | GET | `/api/forwards` | | port forwards (JSON array) |
 //! | GET | `/api/dhcp/leases` | | DHCP leases with host names (JSON array; 404 if the server is off) |
 //! | GET | `/metrics` | | Prometheus text ([`crate::metrics`]) |

@@ -492,31 +492,63 @@ impl Nat {
     /// The session table (sessions whose timer ran out but were not yet expired have
     /// `expires_in` zero).
     pub fn sessions(&self, now: Instant) -> impl Iterator<Item = SessionInfo> + '_ {
-        let now_ms = self
-            .epoch
-            .map_or(0, |e| ms(now.saturating_duration_since(e)));
+        let now_ms = self.now_ms(now);
         self.table
             .sessions
             .iter()
             .filter(|s| s.is_live())
-            .map(move |s| {
-                let proto = s.proto();
-                SessionInfo {
-                    protocol: proto.name(),
-                    internal: SocketAddrV4::new(s.int_addr.into(), s.int_port),
-                    external_port: s.ext_port,
-                    remote: SocketAddrV4::new(s.rem_addr.into(), s.rem_port),
-                    state: match proto {
-                        Proto::Tcp => tcp_state_name(s.tcp),
-                        Proto::Udp => "udp",
-                        Proto::Icmp => "icmp",
-                    },
-                    expires_in: Duration::from_millis(s.expires.saturating_sub(now_ms)),
-                    packets: s.packets,
-                    bytes: s.bytes,
-                    forward: self.table.mapping(s.mapping).key.kind == KIND_FORWARD,
-                }
-            })
+            .map(move |s| self.session_info(s, now_ms))
+    }
+
+    /// Up to `limit` live sessions from table slot `from` on, and the slot to go on from (`None`
+    /// at the end). A page costs its own slots, never a walk from the start, so a reader that
+    /// holds the NAT lock for one page holds it for the same time at any depth of any table
+    /// (the dataplane waits meanwhile). At most `limit * 8` slots are looked at, so a table
+    /// thinned by expiry gives shorter pages rather than a longer hold.
+    pub fn sessions_from(
+        &self,
+        now: Instant,
+        from: usize,
+        limit: usize,
+    ) -> (Vec<SessionInfo>, Option<usize>) {
+        let now_ms = self.now_ms(now);
+        let all = &self.table.sessions;
+        let end = all
+            .len()
+            .min(from.saturating_add(limit.saturating_mul(8).max(64)));
+        let mut page = Vec::with_capacity(limit.min(end.saturating_sub(from)));
+        let mut slot = from;
+        while slot < end && page.len() < limit {
+            if all[slot].is_live() {
+                page.push(self.session_info(&all[slot], now_ms));
+            }
+            slot += 1;
+        }
+        (page, (slot < all.len()).then_some(slot))
+    }
+
+    fn now_ms(&self, now: Instant) -> u64 {
+        self.epoch
+            .map_or(0, |e| ms(now.saturating_duration_since(e)))
+    }
+
+    fn session_info(&self, s: &table::Session, now_ms: u64) -> SessionInfo {
+        let proto = s.proto();
+        SessionInfo {
+            protocol: proto.name(),
+            internal: SocketAddrV4::new(s.int_addr.into(), s.int_port),
+            external_port: s.ext_port,
+            remote: SocketAddrV4::new(s.rem_addr.into(), s.rem_port),
+            state: match proto {
+                Proto::Tcp => tcp_state_name(s.tcp),
+                Proto::Udp => "udp",
+                Proto::Icmp => "icmp",
+            },
+            expires_in: Duration::from_millis(s.expires.saturating_sub(now_ms)),
+            packets: s.packets,
+            bytes: s.bytes,
+            forward: self.table.mapping(s.mapping).key.kind == KIND_FORWARD,
+        }
     }
 
     // ---- internals -------------------------------------------------------------------------
