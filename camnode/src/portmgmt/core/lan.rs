@@ -248,3 +248,28 @@ impl PortManager {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hostile input: every datagram may carry a new node id; the filter stays bounded and
+    /// still drops a live sender's duplicates.
+    #[test]
+    fn the_filter_remembers_at_most_max_senders() {
+        let t0 = Instant::now();
+        let mut f = SeqFilter::default();
+        assert!(f.accept(t0, 1, 10));
+        assert!(!f.accept(t0, 1, 10));
+        for node in 1000..1000 + 3 * MAX_SENDERS as u64 {
+            assert!(f.accept(t0 + Duration::from_secs(1), node, 1));
+            assert!(f.last.len() <= MAX_SENDERS);
+        }
+        // Senders silent for SEQ_RESET_AFTER go first; a live one is still filtered.
+        let later = t0 + SEQ_RESET_AFTER + Duration::from_secs(2);
+        assert!(f.accept(later, 7, 3));
+        assert!(f.accept(later, 8, 3));
+        assert!(!f.accept(later, 7, 3));
+        assert!(f.last.len() <= MAX_SENDERS);
+    }
+}

@@ -252,12 +252,10 @@ impl PortManager {
                 description,
                 lease_duration,
                 ..
-            }) => {
-                if !self.entry_is_ours(&description, internal_client) {
-                    self.rep_lapse = (lease_duration > 0)
-                        .then(|| now + Duration::from_secs(u64::from(lease_duration)));
-                    self.queue.push_front(Op::DeleteOld(port));
-                }
+            }) if !self.entry_is_ours(&description, internal_client) => {
+                self.rep_lapse = (lease_duration > 0)
+                    .then(|| now + Duration::from_secs(u64::from(lease_duration)));
+                self.queue.push_front(Op::DeleteOld(port));
             }
             Outcome::Fault(f) if f.is(UpnpError::NoSuchEntryInArray) => self.rep_lapse = None,
             Outcome::Failed(e) => self.igd_failed(now, "GetSpecificPortMappingEntry", &e),
@@ -281,10 +279,8 @@ impl PortManager {
                 internal_client,
                 description,
                 ..
-            }) => {
-                if self.entry_is_ours(&description, internal_client) {
-                    self.queue.push_front(Op::Delete(port));
-                }
+            }) if self.entry_is_ours(&description, internal_client) => {
+                self.queue.push_front(Op::Delete(port));
             }
             Outcome::Failed(e) => self.igd_failed(now, "GetSpecificPortMappingEntry", &e),
             _ => {}
