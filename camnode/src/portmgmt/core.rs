@@ -56,7 +56,6 @@ use shared::igd::{
 use shared::url::HttpUrl;
 use shared::{lanproto, soap, ssdp};
 
-use super::desc;
 mod claim;
 mod dupid;
 mod igd;
@@ -65,6 +64,8 @@ mod names;
 mod options;
 mod rotation;
 mod walk;
+
+use super::desc;
 pub use super::guard::is_private_or_cgnat;
 use super::guard::{self, is_igd_type, usn_uuid};
 use crate::config::InternalPortMode;
@@ -191,6 +192,7 @@ const TIMERS: [Timer; 9] = [
     Timer::Request,
 ];
 
+/// Our mapping at the router.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Mapping {
     external: u16,

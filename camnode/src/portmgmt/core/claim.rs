@@ -16,6 +16,7 @@ pub(super) fn granted_port(m: &AddPortMapping, any: bool, reply: Reply) -> u16 {
     }
 }
 
+/// Why an AddPortMapping was asked for: what its answer means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum AddWhy {
     Claim,

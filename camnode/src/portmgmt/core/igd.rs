@@ -9,6 +9,7 @@ use shared::upnp_error::UpnpError;
 
 use super::*;
 
+/// The IGD we found: where to send control requests, and whether it speaks WANIPConnection:2.
 #[derive(Clone, Debug)]
 pub(super) struct Igd {
     pub(super) control_url: HttpUrl,
@@ -23,6 +24,7 @@ pub(super) struct SeenIgd {
     pub(super) boot_id: Option<u32>,
 }
 
+/// One request to the router, queued in order.
 #[derive(Clone, Debug)]
 pub(super) enum Op {
     Describe(HttpUrl),
@@ -49,6 +51,7 @@ pub(super) enum Op {
 }
 
 impl Op {
+    /// The SOAP action (None for the description GET).
     pub(super) fn action(&self) -> Option<Action> {
         Some(match self {
             Op::Describe(_) => return None,

@@ -45,6 +45,7 @@ impl SeqFilter {
     }
 }
 
+/// The own-port notice being repeated (claim 6) until the representative acknowledges it.
 #[derive(Clone, Debug)]
 pub(super) struct NoticeState {
     pub(super) started: Instant,

@@ -16,6 +16,7 @@ pub(super) enum WalkPurpose {
     Collect,
 }
 
+/// A table walk in progress.
 #[derive(Clone, Debug)]
 pub(super) struct Walk {
     pub(super) purpose: WalkPurpose,
@@ -23,6 +24,7 @@ pub(super) struct Walk {
     pub(super) entries: Vec<PortMappingEntry>,
 }
 
+/// Another camera as the representative knows it (table, notice, inquiry answer).
 #[derive(Clone, Debug)]
 pub(super) struct PeerState {
     pub(super) name: String,
