@@ -356,41 +356,31 @@ impl PortManager {
         }
     }
 
+    /// Asks for our mapping again as it stands (same ports, the current description and
+    /// lease). False without a mapping or an IGD.
+    fn re_add(&mut self, why: AddWhy) -> bool {
+        let (Some(m), Some(_)) = (self.mapping, &self.igd) else {
+            return false;
+        };
+        let add = self.mk_add(m.external, m.internal);
+        self.queue.push_back(Op::Add {
+            m: add,
+            any: false,
+            why,
+            tries: 0,
+        });
+        true
+    }
+
     pub(super) fn renew(&mut self) {
-        if let (Some(m), Some(_)) = (self.mapping, &self.igd) {
-            let add = AddPortMapping {
-                internal_port: m.internal,
-                ..self.mk_add(m.external, m.internal)
-            };
-            self.queue.push_back(Op::Add {
-                m: add,
-                any: false,
-                why: AddWhy::Renew,
-                tries: 0,
-            });
-        }
+        self.re_add(AddWhy::Renew);
     }
 
     /// The name changed: re-add the mapping with the new description (members then send a new
     /// notice once the router has it).
     pub(super) fn readvertise(&mut self, now: Instant) {
-        if self.shutting_down {
-            return;
-        }
-        match (self.mapping, &self.igd) {
-            (Some(m), Some(_)) => {
-                let add = AddPortMapping {
-                    internal_port: m.internal,
-                    ..self.mk_add(m.external, m.internal)
-                };
-                self.queue.push_back(Op::Add {
-                    m: add,
-                    any: false,
-                    why: AddWhy::Rename,
-                    tries: 0,
-                });
-            }
-            _ => self.start_notice(now),
+        if !self.shutting_down && !self.re_add(AddWhy::Rename) {
+            self.start_notice(now);
         }
     }
 }

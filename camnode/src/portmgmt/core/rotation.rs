@@ -207,12 +207,10 @@ impl PortManager {
             .push_back(Op::RepCheck(self.opt.representative_port));
     }
 
+    /// Asks for the representative port with `internal` as the internal port.
     pub(super) fn queue_rep_add(&mut self, internal: u16, why: AddWhy) {
         let rep = self.opt.representative_port;
-        let m = AddPortMapping {
-            internal_port: internal,
-            ..self.mk_add(rep, internal)
-        };
+        let m = self.mk_add(rep, internal);
         self.queue.push_back(Op::Add {
             m,
             any: false,
@@ -235,10 +233,7 @@ impl PortManager {
             AddWhy::Takeover => self.internal_for(port),
             _ => self.mapping.map_or(self.internal_for(port), |m| m.internal),
         };
-        let m = AddPortMapping {
-            internal_port: internal,
-            ..self.mk_add(port, internal)
-        };
+        let m = self.mk_add(port, internal);
         // Pushed to the front in reverse order: DeleteOld (if any), then the Add.
         self.queue.push_front(Op::Add {
             m,
