@@ -141,16 +141,12 @@ impl PortManager {
     pub(super) fn finish_walk(&mut self, now: Instant, entries: Vec<PortMappingEntry>) {
         let Some(walk) = self.walk.take() else { return };
         let ours = self.ours(&entries);
-        let others: Vec<_> = ours
-            .iter()
-            .filter(|(d, _)| d.node_id != self.ident.id)
-            .cloned()
-            .collect();
         match walk.purpose {
             WalkPurpose::Naming => {
                 if self.ident.name.is_none() {
-                    let used: Vec<String> = others
+                    let used: Vec<String> = ours
                         .iter()
+                        .filter(|(d, _)| d.node_id != self.ident.id)
                         .map(|(d, _)| d.name.clone())
                         .chain(self.heard_names.values().cloned())
                         .collect();
@@ -164,57 +160,72 @@ impl PortManager {
                 let is_rep = self
                     .mapping
                     .is_some_and(|m| m.external == self.opt.representative_port);
-                if !is_rep {
-                    return;
+                if is_rep {
+                    self.collect(now, walk.started, &ours);
                 }
-                for p in self.peers.values_mut() {
-                    p.listed = false;
-                }
-                for (d, e) in &others {
-                    self.upsert_peer(
-                        d.node_id,
-                        &d.name,
-                        d.truncated,
-                        walk.started,
-                        e.internal_client,
-                        e.internal_port,
-                        Some(e.external_port),
-                        PeerSource::RouterTable,
-                    );
-                    if let Some(p) = self.peers.get_mut(&d.node_id) {
-                        p.in_table = true;
-                        p.listed = true;
-                    }
-                }
-                let listed: Vec<u64> = others.iter().map(|(d, _)| d.node_id).collect();
-                let grace = self.opt.notice_grace;
-                // An entry goes when its mapping has gone AND it stopped answering (emb. 2).
-                self.peers.retain(|id, p| {
-                    listed.contains(id)
-                        || p.answering
-                        || p.notice_at.is_some_and(|t| t >= walk.started)
-                        || (!p.in_table && now.saturating_duration_since(p.last_seen) < grace)
-                });
-                for (d, _) in &others {
-                    self.check_name_collision(now, d.node_id, &d.name);
-                }
-                // Our own entry must be there; if the router lost it (restart without a new
-                // BOOTID), ask again now rather than at the next renewal.
-                if let Some(m) = self.mapping
-                    && !ours
-                        .iter()
-                        .any(|(d, e)| d.node_id == self.ident.id && e.external_port == m.external)
-                {
-                    tracing::warn!(
-                        port = m.external,
-                        "our mapping is missing from the router's table; re-adding it"
-                    );
-                    self.renew();
-                }
-                self.queue.push_back(Op::GetExternal);
-                self.set_timer(Timer::Walk, now + self.opt.walk_interval);
             }
         }
+    }
+
+    /// The representative's collection from one walk that started at `started`: list the
+    /// others' mappings, drop the nodes gone from the table that no longer answer, check that
+    /// our own mapping is there.
+    fn collect(
+        &mut self,
+        now: Instant,
+        started: Instant,
+        ours: &[(desc::CamDescription, PortMappingEntry)],
+    ) {
+        let others: Vec<_> = ours
+            .iter()
+            .filter(|(d, _)| d.node_id != self.ident.id)
+            .collect();
+        for p in self.peers.values_mut() {
+            p.listed = false;
+        }
+        for (d, e) in &others {
+            self.upsert_peer(
+                d.node_id,
+                &d.name,
+                d.truncated,
+                started,
+                e.internal_client,
+                e.internal_port,
+                Some(e.external_port),
+                PeerSource::RouterTable,
+            );
+            if let Some(p) = self.peers.get_mut(&d.node_id) {
+                p.in_table = true;
+                p.listed = true;
+            }
+        }
+        let listed: Vec<u64> = others.iter().map(|(d, _)| d.node_id).collect();
+        let grace = self.opt.notice_grace;
+        // An entry goes when its mapping has gone AND it stopped answering (emb. 2).
+        self.peers.retain(|id, p| {
+            listed.contains(id)
+                || p.answering
+                || p.notice_at.is_some_and(|t| t >= started)
+                || (!p.in_table && now.saturating_duration_since(p.last_seen) < grace)
+        });
+        for (d, _) in &others {
+            self.check_name_collision(now, d.node_id, &d.name);
+        }
+        // Our own entry must be there; if the router lost it (restart without a new BOOTID),
+        // ask again now rather than at the next renewal.
+        if let Some(m) = self.mapping
+            && !ours
+                .iter()
+                .any(|(d, e)| d.node_id == self.ident.id && e.external_port == m.external)
+        {
+            tracing::warn!(
+                port = m.external,
+                "our mapping is missing from the router's table; re-adding it"
+            );
+            self.renew();
+        }
+        self.queue.push_back(Op::GetExternal);
+        self.set_timer(Timer::Walk, now + self.opt.walk_interval);
     }
 
     #[allow(clippy::too_many_arguments)]
