@@ -75,6 +75,8 @@ use crate::identity::{self, Identity, NameOrigin};
 use claim::AddWhy;
 use igd::{Igd, Op, Outcome, SeenIgd};
 use lan::NoticeState;
+pub use lan::{MAX_SENDERS, SEQ_RESET_AFTER};
+pub use names::MAX_HEARD;
 pub use options::Options;
 use walk::{PeerState, Walk, WalkPurpose};
 

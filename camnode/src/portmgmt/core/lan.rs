@@ -188,7 +188,7 @@ impl PortManager {
         h: lanproto::Header,
         n: lanproto::PortNotice,
     ) {
-        self.heard_names.insert(h.node_id, n.name.clone());
+        self.heard_name(h.node_id, &n.name);
         let is_rep = self
             .mapping
             .is_some_and(|m| m.external == self.opt.representative_port);
@@ -233,7 +233,7 @@ impl PortManager {
                         self.send_notice(now);
                     }
                     if !d.truncated {
-                        self.heard_names.insert(d.node_id, d.name.clone());
+                        self.heard_name(d.node_id, &d.name);
                     }
                     self.check_name_collision(now, d.node_id, &d.name);
                 }

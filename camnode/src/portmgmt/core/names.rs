@@ -3,7 +3,20 @@
 
 use super::*;
 
+/// Most names of other nodes remembered, and most peers listed from notices alone (hostile
+/// input: node ids are the sender's to choose).
+pub const MAX_HEARD: usize = super::lan::MAX_SENDERS;
+
 impl PortManager {
+    /// Remembers another node's name (to keep automatic names distinct), forgetting one when
+    /// [`MAX_HEARD`] are known.
+    pub(super) fn heard_name(&mut self, id: u64, name: &str) {
+        if self.heard_names.len() >= MAX_HEARD && !self.heard_names.contains_key(&id) {
+            self.heard_names.pop_first();
+        }
+        self.heard_names.insert(id, name.to_string());
+    }
+
     pub(super) fn set_name(&mut self, name: String, origin: NameOrigin) {
         self.ident.name = Some(name);
         self.ident.origin = origin;

@@ -120,7 +120,7 @@ impl PortManager {
                     if let Some(p) = self.peers.get_mut(&node) {
                         p.answering = true;
                     }
-                    self.heard_names.insert(node, info.name.clone());
+                    self.heard_name(node, &info.name);
                 }
             }
             ElectionEvent::PeerLost { node } => {

@@ -240,6 +240,13 @@ impl PortManager {
         external_port: Option<u16>,
         source: PeerSource,
     ) {
+        if source == PeerSource::Notice
+            && self.peers.len() >= super::names::MAX_HEARD
+            && !self.peers.contains_key(&id)
+        {
+            tracing::debug!(node = %identity::id_hex(id), "own-port notice not listed: the list is full");
+            return;
+        }
         let now_seen = at;
         let p = self.peers.entry(id).or_insert_with(|| PeerState {
             name: name.to_string(),
