@@ -24,6 +24,7 @@ mod fake_igd;
 mod hostile;
 mod lan;
 mod rotation;
+mod scenarios;
 
 use fake_igd::{FakeIgd, root_config};
 
