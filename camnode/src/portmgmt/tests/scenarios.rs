@@ -106,7 +106,7 @@ fn scenario(seed: u64) -> Seen {
     let mut sim = Sim::new(igd);
     let mut seen = Seen::default();
     let mut dual_since = None;
-    let mut add = |sim: &mut Sim, rng: &mut SmallRng, seen: &mut Seen| {
+    let add = |sim: &mut Sim, rng: &mut SmallRng, seen: &mut Seen| {
         let id = rng.random::<u64>() | 1;
         let i = sim.add(named(id, Some(&format!("cam {id:x}"))), el_opts());
         seen.events.push(format!("start {i}"));
