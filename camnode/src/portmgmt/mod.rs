@@ -2,8 +2,9 @@
 //!
 //! Layers:
 //! - [`core`]: the sans-IO state machine ([`PortManager`]): discovery, port claim, leases, the
-//!   representative's table walk, the own-port notice, rename, shutdown. Takes `now` and a seed;
-//!   tested with a virtual clock (`tests.rs`).
+//!   representative's table walk, the own-port notice, rename, shutdown, one file per concern
+//!   under `core/`. Takes `now` and a seed; tested with a virtual clock (`tests.rs` and
+//!   `tests/`, by topic).
 //! - [`desc`]: the mapping description string that marks our cameras in the router's table.
 //! - [`guard`]: what is refused from the router (unsafe URLs, a control URL on another host) and
 //!   the deadline of every request.

@@ -121,3 +121,52 @@ fn a_node_that_hears_its_own_id_from_another_address_takes_a_new_one() {
     assert_eq!(sim.nodes[a].pm.identity().id, ia);
     assert_eq!(sim.nodes[b].pm.identity().id, ib);
 }
+
+/// Forged own-port notices, each with a new node id (no LAN key): the representative lists at
+/// most `MAX_HEARD` nodes from notices, so the flood cannot grow its memory or its page without
+/// bound; a real node's mapping is still listed from the router's table.
+#[test]
+fn a_flood_of_notices_with_new_ids_lists_a_bounded_number() {
+    let mut sim = Sim::new(FakeIgd::new(false));
+    let a = sim.add(named(1, Some("rep")), opts());
+    sim.run_for(secs(1.0));
+    let b = sim.add(named(2, Some("member")), opts());
+    sim.run_for(secs(1.0));
+    assert_eq!(sim.dir(a).peers.len(), 1);
+    let from = SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 77), 17777);
+    let max = super::super::core::MAX_HEARD;
+    for id in 0..max as u64 + 64 {
+        let r = lanproto::Repr {
+            header: lanproto::Header {
+                node_id: 0x1000 + id,
+                sequence: 1,
+                term: 0,
+            },
+            body: lanproto::Body::PortNotice(lanproto::PortNotice {
+                name: format!("forged {id}"),
+                lan_addr: *from.ip(),
+                internal_port: 9000,
+                external_port: None,
+            }),
+        };
+        sim.input(
+            a,
+            Input::Lan {
+                from,
+                data: r.emit(),
+            },
+        );
+    }
+    sim.run_for(secs(0.1));
+    let peers = &sim.dir(a).peers;
+    assert_eq!(peers.len(), max, "listed from notices: at most MAX_HEARD");
+    assert!(
+        peers.iter().any(|p| p.name == "member"),
+        "the real member stays listed"
+    );
+    // The forged ones are not in the table and go after the grace period.
+    sim.run_for(secs(20.0));
+    let names: Vec<_> = sim.dir(a).peers.iter().map(|p| p.name.clone()).collect();
+    assert_eq!(names, ["member"]);
+    let _ = b;
+}
