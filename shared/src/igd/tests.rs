@@ -479,3 +479,46 @@ fn booleans_and_protocols() {
         "urn:schemas-upnp-org:service:WANCommonInterfaceConfig:1"
     );
 }
+
+/// The rows drive the server side: an action exists from its row's version on, is 401 below
+/// it, and without arguments is 402 exactly when its row lists in-arguments.
+#[test]
+fn every_row_gates_and_reads_its_action() {
+    let mut names = std::collections::HashSet::new();
+    for def in actions::all() {
+        assert!(
+            names.insert(def.name),
+            "{} twice: names are the key",
+            def.name
+        );
+        let at = match def.service {
+            None => CONTROL_NS.to_string(),
+            Some(kind) => ServiceType {
+                kind,
+                version: def.since,
+            }
+            .urn(),
+        };
+        assert!(has_action(&at, def.name), "{}", def.name);
+        let bare = parse_action(&req(&at, def.name, &[]));
+        if def.ins().next().is_none() {
+            let (_, action) = bare.unwrap_or_else(|e| panic!("{}: {e}", def.name));
+            assert_eq!(action.name(), def.name);
+            assert_eq!(action.def(), def);
+        } else {
+            assert_eq!(bare, Err(UpnpError::InvalidArgs), "{}", def.name);
+        }
+        if let Some(kind) = def.service.filter(|_| def.since > 1) {
+            let below = ServiceType {
+                kind,
+                version: def.since - 1,
+            }
+            .urn();
+            assert!(!has_action(&below, def.name), "{}", def.name);
+            assert_eq!(
+                parse_action(&req(&below, def.name, &[])),
+                Err(UpnpError::InvalidAction)
+            );
+        }
+    }
+}
