@@ -283,8 +283,10 @@ impl Core {
         !nat.wan_addr().is_unspecified()
     }
 
-    /// One handler per action (WANIPConnection:2 §2.4, WANCommonInterfaceConfig:1 §2.4,
-    /// Layer3Forwarding:1 §2.4, UDA 1.0 §3.3 QueryStateVariable).
+    /// One handler per row of the action table (`shared::igd::actions`; WANIPConnection:2 §2.4,
+    /// WANCommonInterfaceConfig:1 §2.4, Layer3Forwarding:1 §2.4, UDA 1.0 §3.3
+    /// QueryStateVariable). The match is exhaustive: a new row does not compile without its
+    /// handler.
     fn dispatch(
         &mut self,
         now: Instant,
@@ -451,7 +453,6 @@ impl Core {
                 self.state_variable(now, nat, service, name)
                     .ok_or(UpnpError::InvalidVar)?,
             ),
-            _ => return Err(UpnpError::InvalidAction),
         })
     }
 
