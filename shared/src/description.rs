@@ -10,7 +10,8 @@
 //! - [`scpd`]: the service description of UDA 1.1 §2.5 (actionList with every argument's
 //!   name, direction and relatedStateVariable; serviceStateTable with data types, defaults,
 //!   allowed values and ranges), from one table per service: [`WANIP_CONNECTION`],
-//!   [`WAN_COMMON_INTERFACE_CONFIG`], [`LAYER3_FORWARDING`].
+//!   [`WAN_COMMON_INTERFACE_CONFIG`], [`LAYER3_FORWARDING`]. Their actions are the service's
+//!   rows of the IGD action table ([`crate::igd::actions`]); the state variables are here.
 //!
 //! Client side (the camera node):
 //! - [`find_igd_services`]: in any router's root description, the WANIPConnection (or

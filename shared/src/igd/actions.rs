@@ -1,4 +1,4 @@
-//! THE table of IGD actions: one row per action, from which everything else is derived.
+//! The table of IGD actions: one row per action, from which everything else is derived.
 //!
 //! A row gives the [`Action`] variant and its typed in-arguments, the name on the wire, the
 //! first service version that has it, the shape of its [`Reply`](super::Reply), and its
@@ -9,7 +9,7 @@
 //! ([`crate::description::scpd`]).
 //!
 //! Adding an action: one row here (with a payload type implementing
-//! [`InArg`](super::codec::InArg) if it takes a new kind of argument), and one handler in the
+//! [`InArg`] if it takes a new kind of argument), and one handler in the
 //! router's `dispatch` (router/src/upnp/core.rs), which the compiler asks for: the enum is
 //! exhaustive.
 

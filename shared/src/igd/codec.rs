@@ -129,7 +129,7 @@ impl InArg for MappingKey {
 }
 
 impl InArg for AddPortMapping {
-    /// The cross-argument rules (716, 732) are [`Action::check`]'s: they depend on the action.
+    /// The cross-argument rules (716, 732) are `Action::check`'s: they depend on the action.
     fn read(r: &mut Reader<'_>) -> Result<AddPortMapping, UpnpError> {
         Ok(AddPortMapping {
             remote_host: r.remote_host()?,
@@ -242,7 +242,7 @@ fn addressed_row(
 ///
 /// Errors: 401 for a service or action we do not know, or an action that the addressed
 /// version does not have; 402 for missing or ill-typed arguments; 716, 732 (AddPortMapping,
-/// [`Action::check`]), 733 (a range whose start is above its end).
+/// `Action::check`), 733 (a range whose start is above its end).
 pub fn parse_action(req: &ActionRequest) -> Result<(Addressed, Action), UpnpError> {
     let (addressed, def) = addressed_row(req)?;
     let version = match addressed {
