@@ -122,10 +122,12 @@ macro_rules! igd_actions {
             )*
         }
     )*) => {
-        $(
-            $(#[$gdoc])*
-            pub const $group: &[ActionDef] = &[$(
-                ActionDef {
+        /// One row per action, named after its variant.
+        #[allow(non_upper_case_globals)]
+        mod rows {
+            use super::*;
+            $($(
+                pub(super) const $var: ActionDef = ActionDef {
                     name: $name,
                     since: $since,
                     service: $svc,
@@ -134,8 +136,13 @@ macro_rules! igd_actions {
                         $(ArgDef { name: stringify!($oa), direction: Direction::Out, related: stringify!($or) },)*
                     ],
                     reply: ReplyKind::$reply,
-                },
-            )*];
+                };
+            )*)*
+        }
+
+        $(
+            $(#[$gdoc])*
+            pub const $group: &[ActionDef] = &[$( rows::$var, )*];
         )*
 
         /// One action with typed in-arguments. Exhaustive on purpose: a new row makes every
@@ -151,8 +158,13 @@ macro_rules! igd_actions {
         impl Action {
             /// The action name on the wire.
             pub fn name(&self) -> &'static str {
+                self.def().name
+            }
+
+            /// This action's row in the table.
+            pub fn def(&self) -> &'static ActionDef {
                 match self {
-                    $($( Action::$var { .. } => $name, )*)*
+                    $($( Action::$var { .. } => &rows::$var, )*)*
                 }
             }
 
@@ -341,15 +353,6 @@ pub fn find(service: Option<ServiceKind>, action: &str) -> Option<&'static Actio
 }
 
 impl Action {
-    /// This action's row in the table.
-    pub fn def(&self) -> &'static ActionDef {
-        let name = self.name();
-        // Every variant has a row: the macro generates both from the same line.
-        all()
-            .find(|d| d.name == name)
-            .unwrap_or(&CONTROL_ACTIONS[0])
-    }
-
     /// Cross-argument rules checked once every argument has been read (WANIPConnection:2
     /// §2.4.16, §2.4.21).
     pub(super) fn check(&self, version: u32) -> Result<(), UpnpError> {
