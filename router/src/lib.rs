@@ -1,9 +1,13 @@
-//! The home router: NAPT on a TUN device, port forwarding, and (in later modules) the UPnP IGD,
+//! The home router: NAPT on a TUN device, port forwarding, the UPnP IGD with NAT-PMP and PCP,
 //! DHCP and the admin page.
 //!
 //! Layers, from the wire inwards:
 //! - [`nat`]: the translation engine. Sans-IO: a packet goes in with `now`, the translated
 //!   packet comes out, timers are driven by the caller. All NAT behaviour lives here.
+//! - [`mapping`]: the port-mapping table that UPnP IGD, NAT-PMP and PCP share: leases,
+//!   policy rules, the state file. Sans-IO.
+//! - [`upnp`]: the LAN services around it: the IGD (SSDP, SOAP dispatch, GENA; the action
+//!   table itself is `shared::igd::actions`), NAT-PMP and PCP on UDP 5351.
 //! - the IO shell (binary `router`): opens the TUN device, installs the routing recipe that
 //!   steers LAN<->WAN traffic through it, runs the dataplane loop and the LAN-only control API.
 //!
@@ -38,9 +42,12 @@ pub mod dataplane;
 pub mod device;
 pub mod dhcp;
 pub mod httpguard;
-pub mod igd;
+pub mod mapping;
 pub mod metrics;
 pub mod nat;
 pub mod routing;
 pub mod upnp;
 pub mod wan;
+
+/// The old path of [`mapping`], for code written before the rename; use `mapping`.
+pub use mapping as igd;

@@ -10,7 +10,8 @@
 //! - [`scpd`]: the service description of UDA 1.1 §2.5 (actionList with every argument's
 //!   name, direction and relatedStateVariable; serviceStateTable with data types, defaults,
 //!   allowed values and ranges), from one table per service: [`WANIP_CONNECTION`],
-//!   [`WAN_COMMON_INTERFACE_CONFIG`], [`LAYER3_FORWARDING`].
+//!   [`WAN_COMMON_INTERFACE_CONFIG`], [`LAYER3_FORWARDING`]. Their actions are the service's
+//!   rows of the IGD action table ([`crate::igd::actions`]); the state variables are here.
 //!
 //! Client side (the camera node):
 //! - [`find_igd_services`]: in any router's root description, the WANIPConnection (or
@@ -20,6 +21,8 @@
 
 use std::fmt::Write as _;
 
+pub use crate::igd::actions::{ActionDef, ArgDef, Direction};
+use crate::igd::actions::{L3F_ACTIONS, WANCIC_ACTIONS, WANIP_ACTIONS};
 use crate::igd::{ServiceKind, ServiceType};
 use crate::url::HttpUrl;
 use crate::xml::{self, Element, Limits, XmlError, escape};
@@ -31,37 +34,6 @@ pub const SERVICE_NS: &str = "urn:schemas-upnp-org:service-1-0";
 
 // =============================================================================================
 // Service tables
-
-/// Argument direction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// In-argument.
-    In,
-    /// Out-argument.
-    Out,
-}
-
-/// One argument of an action (UDA 1.1 §2.5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ArgDef {
-    /// Name.
-    pub name: &'static str,
-    /// Direction.
-    pub direction: Direction,
-    /// The state variable that gives its type.
-    pub related: &'static str,
-}
-
-/// One action of a service; `since` is the first service version that has it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ActionDef {
-    /// Name.
-    pub name: &'static str,
-    /// First version with this action.
-    pub since: u32,
-    /// Arguments, in-arguments first, in order.
-    pub args: &'static [ArgDef],
-}
 
 /// One state variable (UDA 1.1 §2.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +54,8 @@ pub struct VarDef {
     pub since: u32,
 }
 
-/// A service's table: actions and state variables.
+/// A service's table: actions (its rows of the IGD action table, [`crate::igd::actions`]) and
+/// state variables.
 #[derive(Debug, Clone, Copy)]
 pub struct ServiceDef {
     /// Service kind.
@@ -93,23 +66,6 @@ pub struct ServiceDef {
     pub vars: &'static [VarDef],
 }
 
-const fn i(name: &'static str, related: &'static str) -> ArgDef {
-    ArgDef {
-        name,
-        direction: Direction::In,
-        related,
-    }
-}
-const fn o(name: &'static str, related: &'static str) -> ArgDef {
-    ArgDef {
-        name,
-        direction: Direction::Out,
-        related,
-    }
-}
-const fn act(name: &'static str, since: u32, args: &'static [ArgDef]) -> ActionDef {
-    ActionDef { name, since, args }
-}
 const fn var(name: &'static str, data_type: &'static str) -> VarDef {
     VarDef {
         name,
@@ -125,165 +81,7 @@ const fn var(name: &'static str, data_type: &'static str) -> VarDef {
 /// The WANIPConnection:1/:2 table (WANIPConnection:2 §2.2 state variables, §2.4 actions).
 pub const WANIP_CONNECTION: ServiceDef = ServiceDef {
     kind: ServiceKind::WanIpConnection,
-    actions: &[
-        act(
-            "SetConnectionType",
-            1,
-            &[i("NewConnectionType", "ConnectionType")],
-        ),
-        act(
-            "GetConnectionTypeInfo",
-            1,
-            &[
-                o("NewConnectionType", "ConnectionType"),
-                o("NewPossibleConnectionTypes", "PossibleConnectionTypes"),
-            ],
-        ),
-        act("RequestConnection", 1, &[]),
-        act("RequestTermination", 1, &[]),
-        act("ForceTermination", 1, &[]),
-        act(
-            "SetAutoDisconnectTime",
-            1,
-            &[i("NewAutoDisconnectTime", "AutoDisconnectTime")],
-        ),
-        act(
-            "SetIdleDisconnectTime",
-            1,
-            &[i("NewIdleDisconnectTime", "IdleDisconnectTime")],
-        ),
-        act(
-            "SetWarnDisconnectDelay",
-            1,
-            &[i("NewWarnDisconnectDelay", "WarnDisconnectDelay")],
-        ),
-        act(
-            "GetStatusInfo",
-            1,
-            &[
-                o("NewConnectionStatus", "ConnectionStatus"),
-                o("NewLastConnectionError", "LastConnectionError"),
-                o("NewUptime", "Uptime"),
-            ],
-        ),
-        act(
-            "GetAutoDisconnectTime",
-            1,
-            &[o("NewAutoDisconnectTime", "AutoDisconnectTime")],
-        ),
-        act(
-            "GetIdleDisconnectTime",
-            1,
-            &[o("NewIdleDisconnectTime", "IdleDisconnectTime")],
-        ),
-        act(
-            "GetWarnDisconnectDelay",
-            1,
-            &[o("NewWarnDisconnectDelay", "WarnDisconnectDelay")],
-        ),
-        act(
-            "GetNATRSIPStatus",
-            1,
-            &[
-                o("NewRSIPAvailable", "RSIPAvailable"),
-                o("NewNATEnabled", "NATEnabled"),
-            ],
-        ),
-        act(
-            "GetGenericPortMappingEntry",
-            1,
-            &[
-                i("NewPortMappingIndex", "PortMappingNumberOfEntries"),
-                o("NewRemoteHost", "RemoteHost"),
-                o("NewExternalPort", "ExternalPort"),
-                o("NewProtocol", "PortMappingProtocol"),
-                o("NewInternalPort", "InternalPort"),
-                o("NewInternalClient", "InternalClient"),
-                o("NewEnabled", "PortMappingEnabled"),
-                o("NewPortMappingDescription", "PortMappingDescription"),
-                o("NewLeaseDuration", "PortMappingLeaseDuration"),
-            ],
-        ),
-        act(
-            "GetSpecificPortMappingEntry",
-            1,
-            &[
-                i("NewRemoteHost", "RemoteHost"),
-                i("NewExternalPort", "ExternalPort"),
-                i("NewProtocol", "PortMappingProtocol"),
-                o("NewInternalPort", "InternalPort"),
-                o("NewInternalClient", "InternalClient"),
-                o("NewEnabled", "PortMappingEnabled"),
-                o("NewPortMappingDescription", "PortMappingDescription"),
-                o("NewLeaseDuration", "PortMappingLeaseDuration"),
-            ],
-        ),
-        act(
-            "AddPortMapping",
-            1,
-            &[
-                i("NewRemoteHost", "RemoteHost"),
-                i("NewExternalPort", "ExternalPort"),
-                i("NewProtocol", "PortMappingProtocol"),
-                i("NewInternalPort", "InternalPort"),
-                i("NewInternalClient", "InternalClient"),
-                i("NewEnabled", "PortMappingEnabled"),
-                i("NewPortMappingDescription", "PortMappingDescription"),
-                i("NewLeaseDuration", "PortMappingLeaseDuration"),
-            ],
-        ),
-        act(
-            "DeletePortMapping",
-            1,
-            &[
-                i("NewRemoteHost", "RemoteHost"),
-                i("NewExternalPort", "ExternalPort"),
-                i("NewProtocol", "PortMappingProtocol"),
-            ],
-        ),
-        act(
-            "DeletePortMappingRange",
-            2,
-            &[
-                i("NewStartPort", "ExternalPort"),
-                i("NewEndPort", "ExternalPort"),
-                i("NewProtocol", "PortMappingProtocol"),
-                i("NewManage", "A_ARG_TYPE_Manage"),
-            ],
-        ),
-        act(
-            "GetExternalIPAddress",
-            1,
-            &[o("NewExternalIPAddress", "ExternalIPAddress")],
-        ),
-        act(
-            "GetListOfPortMappings",
-            2,
-            &[
-                i("NewStartPort", "ExternalPort"),
-                i("NewEndPort", "ExternalPort"),
-                i("NewProtocol", "PortMappingProtocol"),
-                i("NewManage", "A_ARG_TYPE_Manage"),
-                i("NewNumberOfPorts", "PortMappingNumberOfEntries"),
-                o("NewPortListing", "A_ARG_TYPE_PortListing"),
-            ],
-        ),
-        act(
-            "AddAnyPortMapping",
-            2,
-            &[
-                i("NewRemoteHost", "RemoteHost"),
-                i("NewExternalPort", "ExternalPort"),
-                i("NewProtocol", "PortMappingProtocol"),
-                i("NewInternalPort", "InternalPort"),
-                i("NewInternalClient", "InternalClient"),
-                i("NewEnabled", "PortMappingEnabled"),
-                i("NewPortMappingDescription", "PortMappingDescription"),
-                i("NewLeaseDuration", "PortMappingLeaseDuration"),
-                o("NewReservedPort", "ExternalPort"),
-            ],
-        ),
-    ],
+    actions: WANIP_ACTIONS,
     vars: &[
         VarDef {
             default: Some("IP_Routed"),
@@ -373,41 +171,7 @@ pub const WANIP_CONNECTION: ServiceDef = ServiceDef {
 /// we implement.
 pub const WAN_COMMON_INTERFACE_CONFIG: ServiceDef = ServiceDef {
     kind: ServiceKind::WanCommonInterfaceConfig,
-    actions: &[
-        act(
-            "GetCommonLinkProperties",
-            1,
-            &[
-                o("NewWANAccessType", "WANAccessType"),
-                o("NewLayer1UpstreamMaxBitRate", "Layer1UpstreamMaxBitRate"),
-                o(
-                    "NewLayer1DownstreamMaxBitRate",
-                    "Layer1DownstreamMaxBitRate",
-                ),
-                o("NewPhysicalLinkStatus", "PhysicalLinkStatus"),
-            ],
-        ),
-        act(
-            "GetTotalBytesSent",
-            1,
-            &[o("NewTotalBytesSent", "TotalBytesSent")],
-        ),
-        act(
-            "GetTotalBytesReceived",
-            1,
-            &[o("NewTotalBytesReceived", "TotalBytesReceived")],
-        ),
-        act(
-            "GetTotalPacketsSent",
-            1,
-            &[o("NewTotalPacketsSent", "TotalPacketsSent")],
-        ),
-        act(
-            "GetTotalPacketsReceived",
-            1,
-            &[o("NewTotalPacketsReceived", "TotalPacketsReceived")],
-        ),
-    ],
+    actions: WANCIC_ACTIONS,
     vars: &[
         VarDef {
             allowed: &["DSL", "POTS", "Cable", "Ethernet"],
@@ -430,18 +194,7 @@ pub const WAN_COMMON_INTERFACE_CONFIG: ServiceDef = ServiceDef {
 /// The Layer3Forwarding:1 table (Layer3Forwarding:1 §2.2, §2.4).
 pub const LAYER3_FORWARDING: ServiceDef = ServiceDef {
     kind: ServiceKind::Layer3Forwarding,
-    actions: &[
-        act(
-            "SetDefaultConnectionService",
-            1,
-            &[i("NewDefaultConnectionService", "DefaultConnectionService")],
-        ),
-        act(
-            "GetDefaultConnectionService",
-            1,
-            &[o("NewDefaultConnectionService", "DefaultConnectionService")],
-        ),
-    ],
+    actions: L3F_ACTIONS,
     vars: &[VarDef {
         events: true,
         ..var("DefaultConnectionService", "string")

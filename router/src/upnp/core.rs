@@ -1,38 +1,33 @@
-//! The protocol core of the IGD service: SOAP action dispatch, NAT-PMP / PCP handling, the
-//! NAT side of every table change, and the evented state. Sans-IO: every entry point takes
+//! The protocol core of the IGD service: SOAP action dispatch, the NAT side of every table
+//! change, and the evented state. NAT-PMP and PCP are handled by the same core in
+//! [`super::natpmp`] and [`super::pcp`]. Sans-IO: every entry point takes
 //! `now` and the NAT engine (`&mut Nat`), nothing here reads a clock or touches a socket, so
 //! the unit tests drive it with a virtual clock.
 //!
-//! The run of one request (see [`crate::igd`]): parse (in `shared`), call the table with
+//! The run of one request (see [`crate::mapping`]): parse (in `shared`), call the table with
 //! `now` and the caller, [`Core::apply_changes`] pushes every logged change into the NAT at
 //! once (rolling the table back when the NAT refuses a forward), then the caller of the core
 //! drains [`Core::take_events`] for GENA and saves the table when [`Core::take_dirty`] says so.
 
 use std::collections::HashSet;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use shared::description::{self, ServiceDef};
 use shared::igd::{
     self, Action, Addressed, LinkProperties, MappingKey, Protocol, Reply, ServiceKind, ServiceType,
 };
-use shared::natpmp::{
-    self, NatPmpProtocol, NatPmpRequest, NatPmpResponse, NatPmpResult, PcpMap, PcpOpcode,
-    PcpRequest, PcpResponse, PcpResult,
-};
 use shared::soap::{ActionRequest, ActionResponse};
 use shared::upnp_error::UpnpError;
 
-use crate::igd::{
-    AddRequest, Change, Mapping, MappingTable, Origin, PmpRequest, TableConfig, TableError,
-};
+use crate::mapping::{AddRequest, Change, Mapping, MappingTable, TableConfig, TableError};
 use crate::nat::{self, Forward, ForwardError, Nat};
 
 /// The connection type we report (WANIPConnection:2 §2.2.1): a routed IP connection.
 const CONNECTION_TYPE: &str = "IP_Routed";
 /// How long a PCP error is expected to last, seconds (RFC 6887 §7.2: the lifetime of an error
 /// response).
-const PCP_ERROR_LIFETIME: u32 = 30;
+pub(super) const PCP_ERROR_LIFETIME: u32 = 30;
 
 /// What the core needs to know about the device (fixed for a run).
 #[derive(Debug, Clone)]
@@ -57,8 +52,8 @@ struct Evented {
 /// The protocol core. One per service, behind a mutex in the shell.
 #[derive(Debug)]
 pub struct Core {
-    cfg: CoreConfig,
-    table: MappingTable,
+    pub(super) cfg: CoreConfig,
+    pub(super) table: MappingTable,
     started: Instant,
     /// (protocol, external port) of the forwards this service installed in the NAT, so a
     /// rolled-back or removed mapping never removes a forward someone else owns.
@@ -288,8 +283,10 @@ impl Core {
         !nat.wan_addr().is_unspecified()
     }
 
-    /// One handler per action (WANIPConnection:2 §2.4, WANCommonInterfaceConfig:1 §2.4,
-    /// Layer3Forwarding:1 §2.4, UDA 1.0 §3.3 QueryStateVariable).
+    /// One handler per row of the action table (`shared::igd::actions`; WANIPConnection:2 §2.4,
+    /// WANCommonInterfaceConfig:1 §2.4, Layer3Forwarding:1 §2.4, UDA 1.0 §3.3
+    /// QueryStateVariable). The match is exhaustive: a new row does not compile without its
+    /// handler.
     fn dispatch(
         &mut self,
         now: Instant,
@@ -456,7 +453,6 @@ impl Core {
                 self.state_variable(now, nat, service, name)
                     .ok_or(UpnpError::InvalidVar)?,
             ),
-            _ => return Err(UpnpError::InvalidAction),
         })
     }
 
@@ -590,256 +586,6 @@ impl Core {
         }
         out
     }
-
-    // -----------------------------------------------------------------------------------------
-    // NAT-PMP (RFC 6886) and PCP (RFC 6887)
-
-    /// Handles one datagram that arrived on port 5351 from `src`; returns the answer, if any.
-    /// The second value says whether the datagram was malformed (for the counters).
-    pub fn pmp(
-        &mut self,
-        now: Instant,
-        nat: &mut Nat,
-        src: SocketAddrV4,
-        data: &[u8],
-    ) -> (Option<Vec<u8>>, bool) {
-        let epoch = self.uptime(now);
-        match natpmp::parse_request(data) {
-            Ok(natpmp::Request::NatPmp(r)) => (Some(self.natpmp(now, nat, *src.ip(), r)), false),
-            Ok(natpmp::Request::Pcp(r)) => (Some(self.pcp(now, nat, *src.ip(), &r, data)), false),
-            Err(e) => (pmp_parse_error(&e, data, epoch), true),
-        }
-    }
-
-    fn natpmp(
-        &mut self,
-        now: Instant,
-        nat: &mut Nat,
-        client: Ipv4Addr,
-        r: NatPmpRequest,
-    ) -> Vec<u8> {
-        let epoch = self.uptime(now);
-        let wan = nat.wan_addr();
-        match r {
-            // RFC 6886 §3.2: without an external address the answer is 3 NetworkFailure.
-            NatPmpRequest::ExternalAddress => NatPmpResponse::ExternalAddress {
-                result: if wan.is_unspecified() {
-                    NatPmpResult::NetworkFailure
-                } else {
-                    NatPmpResult::Success
-                },
-                epoch,
-                addr: wan,
-            }
-            .emit(),
-            NatPmpRequest::Map {
-                protocol,
-                internal_port,
-                suggested_external_port,
-                lifetime,
-            } => {
-                let req = PmpRequest {
-                    client,
-                    origin: Origin::NatPmp,
-                    protocol: match protocol {
-                        NatPmpProtocol::Udp => Protocol::Udp,
-                        NatPmpProtocol::Tcp => Protocol::Tcp,
-                    },
-                    internal_port,
-                    suggested_port: suggested_external_port,
-                    lifetime,
-                    nonce: None,
-                };
-                let grant = self.table.map_pmp(now, &req);
-                let applied = self.apply_changes(now, nat);
-                // RFC 6886 §3.3: on error the ports and lifetime of the answer are zero except
-                // the internal port, copied from the request.
-                let (result, ext, life) = match (grant, applied) {
-                    (Ok(g), Ok(())) => (NatPmpResult::Success, g.external_port, g.lifetime),
-                    (Err(e), _) => (e.natpmp_result(), 0, 0),
-                    (Ok(_), Err(_)) => (NatPmpResult::OutOfResources, 0, 0),
-                };
-                NatPmpResponse::Map {
-                    protocol,
-                    result,
-                    epoch,
-                    internal_port,
-                    external_port: ext,
-                    lifetime: life,
-                }
-                .emit()
-            }
-        }
-    }
-
-    fn pcp(
-        &mut self,
-        now: Instant,
-        nat: &mut Nat,
-        client: Ipv4Addr,
-        r: &PcpRequest,
-        raw: &[u8],
-    ) -> Vec<u8> {
-        let epoch = self.uptime(now);
-        let fail = |result: PcpResult| {
-            natpmp::pcp_error_response(raw, result, PCP_ERROR_LIFETIME, epoch).unwrap_or_default()
-        };
-        // RFC 6887 §8.3: the client address field must be the packet's source (no NAT
-        // between client and server), else ADDRESS_MISMATCH.
-        if r.client_addr != natpmp::v4_mapped(client) {
-            return fail(PcpResult::AddressMismatch);
-        }
-        // RFC 6887 §7.3: options 0-127 must be understood. THIRD_PARTY and FILTER we do not
-        // implement (§13.1, §13.3 allow UNSUPP_OPTION); PREFER_FAILURE we honour (§13.2).
-        let mut prefer_failure = false;
-        for o in &r.options {
-            match o.code {
-                natpmp::option_code::PREFER_FAILURE => prefer_failure = true,
-                c if c < 128 => return fail(PcpResult::UnsuppOption),
-                _ => {}
-            }
-        }
-        let map = match (r.opcode, r.map) {
-            // §14.1: ANNOUNCE is answered with success and lifetime 0.
-            (PcpOpcode::Announce, _) => {
-                return PcpResponse {
-                    opcode: PcpOpcode::Announce,
-                    result: PcpResult::Success,
-                    lifetime: 0,
-                    epoch,
-                    map: None,
-                    options: Vec::new(),
-                }
-                .emit();
-            }
-            (PcpOpcode::Map, Some(m)) => m,
-            (PcpOpcode::Map, None) => return fail(PcpResult::MalformedRequest),
-        };
-        let protocol = match map.protocol {
-            6 => Protocol::Tcp,
-            17 => Protocol::Udp,
-            // §11.1: protocol 0 (all) and others we cannot forward.
-            _ => return fail(PcpResult::UnsuppProtocol),
-        };
-        if map.internal_port == 0 && r.lifetime != 0 {
-            return fail(PcpResult::MalformedRequest);
-        }
-        let wan = nat.wan_addr();
-        if wan.is_unspecified() && r.lifetime != 0 {
-            return fail(PcpResult::NetworkFailure);
-        }
-        if prefer_failure && r.lifetime != 0 {
-            // §13.2: the suggested port or nothing.
-            let key = MappingKey {
-                remote_host: None,
-                external_port: map.external_port,
-                protocol,
-            };
-            if map.external_port == 0 {
-                return fail(PcpResult::MalformedOption);
-            }
-            if let Ok(m) = self.table.get_specific(now, &key)
-                && (m.internal_client != client || m.internal_port != map.internal_port)
-            {
-                return fail(PcpResult::CannotProvideExternal);
-            }
-        }
-        let req = PmpRequest {
-            client,
-            origin: Origin::Pcp,
-            protocol,
-            internal_port: map.internal_port,
-            suggested_port: map.external_port,
-            lifetime: r.lifetime,
-            nonce: Some(map.nonce),
-        };
-        let grant = self.table.map_pmp(now, &req);
-        let applied = self.apply_changes(now, nat);
-        let (result, ext, life) = match (grant, applied) {
-            (Ok(g), Ok(())) => (PcpResult::Success, g.external_port, g.lifetime),
-            (Err(e), _) => (e.pcp_result(), 0, PCP_ERROR_LIFETIME),
-            (Ok(_), Err(_)) => (PcpResult::CannotProvideExternal, 0, PCP_ERROR_LIFETIME),
-        };
-        if result == PcpResult::NotAuthorized {
-            // §11.3: the error's lifetime is the remaining lifetime of the mapping that
-            // another nonce holds.
-            let remaining = self
-                .table
-                .iter()
-                .find(|m| {
-                    m.internal_client == client
-                        && m.protocol == protocol
-                        && (map.internal_port == 0 || m.internal_port == map.internal_port)
-                })
-                .and_then(|m| m.lease_end)
-                .map_or(PCP_ERROR_LIFETIME, |end| {
-                    u32::try_from(end.saturating_duration_since(now).as_secs()).unwrap_or(u32::MAX)
-                });
-            return natpmp::pcp_error_response(raw, result, remaining, epoch).unwrap_or_default();
-        }
-        if result != PcpResult::Success {
-            return fail(result);
-        }
-        PcpResponse {
-            opcode: PcpOpcode::Map,
-            result,
-            lifetime: life,
-            epoch,
-            map: Some(PcpMap {
-                external_port: if r.lifetime == 0 {
-                    map.external_port
-                } else {
-                    ext
-                },
-                external_addr: natpmp::v4_mapped(wan),
-                ..map
-            }),
-            options: Vec::new(),
-        }
-        .emit()
-    }
-}
-
-/// The answer to a datagram that did not parse (RFC 6886 §3.5, RFC 6887 §8.3, §9), if any.
-fn pmp_parse_error(e: &natpmp::Error, data: &[u8], epoch: u32) -> Option<Vec<u8>> {
-    let version = *data.first()?;
-    let opcode = data.get(1).copied().unwrap_or(0) & 0x7f;
-    match e {
-        // Responses (and our own announcements looping back) are never answered.
-        natpmp::Error::Direction => None,
-        natpmp::Error::Version(_) if version != natpmp::NATPMP_VERSION && data.len() >= 24 => {
-            // RFC 6887 §9: UNSUPP_VERSION, with the version we speak.
-            natpmp::pcp_error_response(data, PcpResult::UnsuppVersion, PCP_ERROR_LIFETIME, epoch)
-        }
-        natpmp::Error::Version(_) => Some(
-            NatPmpResponse::Error {
-                request_opcode: opcode,
-                result: NatPmpResult::UnsupportedVersion,
-                epoch,
-            }
-            .emit(),
-        ),
-        natpmp::Error::Opcode(_) if version == natpmp::NATPMP_VERSION => Some(
-            NatPmpResponse::Error {
-                request_opcode: opcode,
-                result: NatPmpResult::UnsupportedOpcode,
-                epoch,
-            }
-            .emit(),
-        ),
-        natpmp::Error::Opcode(_) => {
-            natpmp::pcp_error_response(data, PcpResult::UnsuppOpcode, PCP_ERROR_LIFETIME, epoch)
-        }
-        natpmp::Error::Option => {
-            natpmp::pcp_error_response(data, PcpResult::MalformedOption, PCP_ERROR_LIFETIME, epoch)
-        }
-        // A short NAT-PMP request is dropped (RFC 6886 §3.2 has no error for it); a PCP one
-        // of at least a header is MALFORMED_REQUEST (RFC 6887 §8.3).
-        natpmp::Error::Length(_) if version == natpmp::PCP_VERSION => {
-            natpmp::pcp_error_response(data, PcpResult::MalformedRequest, PCP_ERROR_LIFETIME, epoch)
-        }
-        natpmp::Error::Length(_) => None,
-    }
 }
 
 /// `ConnectionStatus` (WANIPConnection:2 §2.2.3).
@@ -871,6 +617,8 @@ mod tests {
     use super::*;
     use crate::nat::NatConfig;
     use shared::igd::{AddPortMapping as Add, Reply};
+    use shared::natpmp::{NatPmpProtocol, NatPmpRequest, NatPmpResponse, NatPmpResult};
+    use std::net::SocketAddrV4;
 
     const ME: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 10);
 

@@ -21,7 +21,8 @@ pub mod core;
 pub mod events;
 pub mod http;
 mod http1;
-pub mod pmp;
+pub mod natpmp;
+pub mod pcp;
 pub mod ssdp;
 
 use std::collections::HashMap;
@@ -40,7 +41,7 @@ use shared::ssdp::IgdIdentity;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{Notify, mpsc, watch};
 
-use crate::igd::{TableConfig, persist};
+use crate::mapping::{TableConfig, persist};
 use crate::nat::Nat;
 
 use self::core::{Core, CoreConfig};
@@ -253,8 +254,8 @@ impl UpnpSection {
         Ok(())
     }
 
-    fn rules(&self) -> Result<crate::igd::Rules, crate::igd::RuleError> {
-        crate::igd::Rules::parse(&self.rules.clone().unwrap_or_default().join("\n"))
+    fn rules(&self) -> Result<crate::mapping::Rules, crate::mapping::RuleError> {
+        crate::mapping::Rules::parse(&self.rules.clone().unwrap_or_default().join("\n"))
     }
 
     /// Whether the service should run.
@@ -493,7 +494,7 @@ impl UpnpHandle {
         if self.shared.pmp_announce
             && let Some(sock) = self.shared.pmp_sock.clone()
         {
-            tokio::spawn(pmp::announce(sock, self.shared.clone()));
+            tokio::spawn(natpmp::announce(sock, self.shared.clone()));
         }
     }
 
@@ -715,7 +716,7 @@ impl UpnpService {
         let pmp = match cfg.pmp_port {
             None => None,
             Some(port) => Some(Arc::new(
-                pmp::open(SocketAddrV4::new(cfg.lan_addr, port)).with_context(|| {
+                natpmp::open(SocketAddrV4::new(cfg.lan_addr, port)).with_context(|| {
                     format!("upnp: cannot open NAT-PMP on {}:{port}", cfg.lan_addr)
                 })?,
             )),
@@ -878,9 +879,9 @@ impl UpnpService {
         }
         if let Some(sock) = self.pmp {
             if shared.pmp_announce {
-                tasks.spawn(pmp::announce(sock.clone(), shared.clone()));
+                tasks.spawn(natpmp::announce(sock.clone(), shared.clone()));
             }
-            tasks.spawn(pmp::serve(sock, shared.clone(), stop_rx.clone()));
+            tasks.spawn(natpmp::serve(sock, shared.clone(), stop_rx.clone()));
         }
         tasks.spawn(housekeeping(shared.clone(), stop_rx.clone()));
         tasks.spawn(persister(shared.clone(), stop_rx));

@@ -14,7 +14,7 @@
 //! `saved-at` is subtracted and mappings whose lease has run out are dropped. A clock that went
 //! backwards counts as no time elapsed.
 //!
-//! [`write_atomic`] is the one function in `igd` that does IO: write a temporary file in the
+//! [`write_atomic`] is the one function in `mapping` that does IO: write a temporary file in the
 //! same directory, fsync it, rename it over the target, fsync the directory, so a crash
 //! leaves either the old file or the new one, never a torn one.
 
@@ -208,7 +208,7 @@ pub fn load(text: &str, now: Instant, wall_unix: u64) -> Result<Vec<Mapping>, Lo
 
 /// Writes `contents` to `path` atomically: `path.tmp` is written and fsynced, renamed over
 /// `path`, and the directory is fsynced so the rename itself is durable. This is the only IO
-/// in the `igd` module; the shell calls it with [`save`]'s output.
+/// in the `mapping` module; the shell calls it with [`save`]'s output.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let mut tmp_name = path
         .file_name()
