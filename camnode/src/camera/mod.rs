@@ -29,6 +29,7 @@
 pub mod font;
 pub mod hub;
 pub mod jpeg;
+pub mod multipart;
 pub mod ptz;
 pub mod synthetic;
 #[cfg(feature = "webcam")]
