@@ -27,6 +27,7 @@
 //!   pan/tilt/zoom (crop + scale).
 
 pub mod font;
+pub mod http_auth;
 pub mod hub;
 pub mod jpeg;
 pub mod multipart;
