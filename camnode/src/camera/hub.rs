@@ -23,7 +23,7 @@ use tokio::sync::watch;
 
 use super::jpeg::{self, Picture};
 use super::ptz::{crop_scale, crop_scale_ycbcr};
-use super::{FrameSource, Ptz, PtzSplit, RgbFrame, SourceFrame, YcbcrFrame};
+use super::{FrameSource, Ptz, PtzSplit, RgbFrame, SourceFrame, SourceHealth, YcbcrFrame};
 
 /// Frame rate, JPEG quality and encoder threads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,6 +82,8 @@ pub struct HubStats {
     pub ptz: Ptz,
     pub ptz_hardware: Ptz,
     pub ptz_digital: Ptz,
+    /// The upstream of a network camera or video file source.
+    pub source_health: SourceHealth,
 }
 
 #[derive(Debug)]
@@ -112,6 +114,7 @@ struct Shared {
     errors: AtomicU64,
     recent: Mutex<VecDeque<Instant>>,
     source: Mutex<String>,
+    health: Mutex<SourceHealth>,
 }
 
 /// Lock, ignoring poisoning: every critical section here leaves the data consistent.
@@ -181,6 +184,7 @@ impl FrameHub {
             errors: AtomicU64::new(0),
             recent: Mutex::new(VecDeque::new()),
             source: Mutex::new(source.describe()),
+            health: Mutex::new(source.health()),
         });
         let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
@@ -273,6 +277,7 @@ impl HubHandle {
             ptz,
             ptz_hardware: split.hardware,
             ptz_digital: split.digital,
+            source_health: lock(&s.health).clone(),
         }
     }
 }
@@ -361,6 +366,12 @@ fn run(shared: &Shared, mut source: Box<dyn FrameSource>) {
                 c.split = source.set_ptz(c.ptz);
                 digital = c.split.digital;
             }
+        }
+        // A network or file source's state changes with its upstream: keep the status current.
+        let health = source.health();
+        if *lock(&shared.health) != health {
+            *lock(&shared.source) = source.describe();
+            *lock(&shared.health) = health;
         }
         let result = match source.next_frame(due) {
             SourceFrame::Ycbcr(frame) => {

@@ -26,8 +26,11 @@
 //!   can be encoded in strips on several threads joined with restart markers; [`ptz`] is digital
 //!   pan/tilt/zoom (crop + scale).
 
+pub mod feed;
+pub mod file_source;
 pub mod font;
 pub mod http_auth;
+pub mod http_source;
 pub mod hub;
 pub mod jpeg;
 pub mod multipart;
@@ -267,6 +270,19 @@ pub enum SourceFrame<'a> {
     },
 }
 
+/// How a source that depends on something outside (a network camera, ffmpeg) fares.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SourceHealth {
+    /// Why there is no picture now, if there is none.
+    pub trouble: Option<String>,
+    /// Pictures received from the upstream.
+    pub frames: u64,
+    /// Malformed input dropped: bad multipart parts, parts that are no JPEG.
+    pub malformed: u64,
+    /// Failed connections, stalls, ended streams, ffmpeg exits.
+    pub failures: u64,
+}
+
 /// What a source did with a pan/tilt/zoom request.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PtzSplit {
@@ -289,6 +305,11 @@ pub trait FrameSource: Send {
     /// The node's name changed (the synthetic source draws it).
     fn set_label(&mut self, _label: &str) {}
 
+    /// How the source fares (network and file sources report their upstream's trouble).
+    fn health(&self) -> SourceHealth {
+        SourceHealth::default()
+    }
+
     /// Pan/tilt/zoom asked for. The default: everything digital.
     fn set_ptz(&mut self, ptz: Ptz) -> PtzSplit {
         PtzSplit {
@@ -299,7 +320,9 @@ pub trait FrameSource: Send {
 }
 
 /// Open the configured source. `auto` tries the webcam (when built with the `webcam` feature) and
-/// falls back to the synthetic source with a log line; `webcam` fails without one.
+/// falls back to the synthetic source with a log line; `webcam` fails without one. A network
+/// camera or a video file fails here only for what cannot get better by waiting (a bad URL, a
+/// missing file or ffmpeg); an unreachable camera is retried while someone watches.
 pub fn open_source(
     config: &Config,
     seed: &str,
@@ -313,7 +336,7 @@ pub fn open_source(
             label,
         ))
     };
-    match config.source {
+    match &config.source {
         SourceKind::Synthetic => Ok(synthetic()),
         SourceKind::Webcam => {
             open_webcam(config).map_err(|e| anyhow::anyhow!("source = webcam: {e}"))
@@ -324,6 +347,32 @@ pub fn open_source(
                 tracing::info!("no webcam ({e}); using the synthetic source");
                 Ok(synthetic())
             }
+        },
+        SourceKind::Url(url) => {
+            let feed = http_source::open(url, config.fps, config.width, config.height)
+                .map_err(|e| anyhow::anyhow!("source = {}: {e:#}", redact(url)))?;
+            Ok(Box::new(feed))
+        }
+        SourceKind::File(path) => {
+            let feed = file_source::open(path, config.width, config.height)
+                .map_err(|e| anyhow::anyhow!("source = file:{}: {e:#}", path.display()))?;
+            Ok(Box::new(feed))
+        }
+    }
+}
+
+/// A URL as it may be logged: any password replaced by `***`.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        // Unparsable: keep only what follows the user information, if any.
+        Err(_) => match url.rsplit_once('@') {
+            Some((_, host)) => format!("(URL with credentials)@{host}"),
+            None => url.to_owned(),
         },
     }
 }
