@@ -367,12 +367,6 @@ fn run(shared: &Shared, mut source: Box<dyn FrameSource>) {
                 digital = c.split.digital;
             }
         }
-        // A network or file source's state changes with its upstream: keep the status current.
-        let health = source.health();
-        if *lock(&shared.health) != health {
-            *lock(&shared.source) = source.describe();
-            *lock(&shared.health) = health;
-        }
         let result = match source.next_frame(due) {
             SourceFrame::Ycbcr(frame) => {
                 let frame = if digital.is_identity() {
@@ -405,6 +399,13 @@ fn run(shared: &Shared, mut source: Box<dyn FrameSource>) {
                 None => Ok((jpeg::with_huffman_tables(data), width, height, true)),
             },
         };
+        // A network or file source's state changes with its upstream: the status follows it
+        // before the frame that shows it goes out.
+        let health = source.health();
+        if *lock(&shared.health) != health {
+            *lock(&shared.source) = source.describe();
+            *lock(&shared.health) = health;
+        }
         match result {
             Ok((jpeg, width, height, passthrough)) => {
                 size_hint = jpeg.len() + jpeg.len() / 4;
