@@ -563,7 +563,11 @@ mod tests {
 
     #[test]
     fn sources_parse_from_flags_and_toml() {
-        let src = |flag: &str| Config::from_args(&args(&["--source", flag])).unwrap().source;
+        let src = |flag: &str| {
+            Config::from_args(&args(&["--source", flag]))
+                .unwrap()
+                .source
+        };
         assert_eq!(src("synthetic"), SourceKind::Synthetic);
         assert_eq!(
             src("http://u:p@192.0.2.9/video.mjpg"),

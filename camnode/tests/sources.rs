@@ -132,7 +132,12 @@ async fn frames(hub: &HubHandle, n: usize, limit: Duration) -> Vec<(Bytes, bool)
 fn ffprobe(args: &[&str], input: &str) -> String {
     let out = std::process::Command::new("ffprobe")
         .args(["-v", "error", "-select_streams", "v:0"])
-        .args(["-show_entries", "stream=codec_name,width,height", "-of", "csv=p=0"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,width,height",
+            "-of",
+            "csv=p=0",
+        ])
         .args(args)
         .arg(input)
         .stdin(Stdio::null())
@@ -178,7 +183,11 @@ async fn fronting_another_camnode_passes_its_jpegs_through() {
     assert!(got.len() >= 12, "{} frames from the front", got.len());
     assert!(got.iter().all(|(_, passthrough)| *passthrough));
     let found = got.iter().filter(|(j, _)| seen.contains(j)).count();
-    assert_eq!(found, got.len(), "front JPEGs byte-identical to the upstream's");
+    assert_eq!(
+        found,
+        got.len(),
+        "front JPEGs byte-identical to the upstream's"
+    );
     let stats = front.handle().stats();
     assert_eq!(stats.encodes, 0, "{stats:?}");
     assert!(stats.passthrough >= 12);
@@ -198,10 +207,17 @@ async fn a_snapshot_url_is_polled_at_the_frame_rate() {
     assert_eq!(got.len(), 10);
     assert!(got.iter().all(|(j, p)| *p && j.starts_with(&[0xFF, 0xD8])));
     // 10 frames at 5 fps: about 2 s (the first comes at once).
-    assert!((1.4..3.5).contains(&secs), "{secs} s for 10 snapshots at 5 fps");
+    assert!(
+        (1.4..3.5).contains(&secs),
+        "{secs} s for 10 snapshots at 5 fps"
+    );
     assert_eq!(front.handle().stats().encodes, 0);
     assert!(
-        front.handle().stats().source.contains("snapshots every 200 ms"),
+        front
+            .handle()
+            .stats()
+            .source
+            .contains("snapshots every 200 ms"),
         "{}",
         front.handle().stats().source
     );
@@ -212,20 +228,29 @@ async fn the_upstream_is_watched_only_while_someone_watches_the_front() {
     let up = upstream(10).await;
     let front = front(&format!("http://{}/stream.mjpg", up.addr), 10);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(up.hub.handle().stats().viewers, 0, "no viewer, no connection");
-    let snap = front.handle().snapshot(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        up.hub.handle().stats().viewers,
+        0,
+        "no viewer, no connection"
+    );
+    let snap = front
+        .handle()
+        .snapshot(Duration::from_secs(5))
+        .await
+        .unwrap();
     assert!(snap.passthrough);
     assert_eq!(up.hub.handle().stats().viewers, 1);
     // The connection lingers for 3 s after the last frame asked for, then closes.
     let start = Instant::now();
     while up.hub.handle().stats().viewers > 0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(6),
-            "still connected"
-        );
+        assert!(start.elapsed() < Duration::from_secs(6), "still connected");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(start.elapsed() >= Duration::from_secs(2), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,7 +286,10 @@ async fn fronting_ffmpeg_served_mjpeg_and_ffprobe_accepts_the_result() {
     let probe = tokio::task::spawn_blocking(move || ffprobe(&["-f", "mpjpeg"], &url));
     assert_eq!(probe.await.unwrap(), "mjpeg,640,480");
     let stats = front.hub.handle().stats();
-    assert_eq!(stats.encodes, no_signal, "no encode once ffmpeg's stream came: {stats:?}");
+    assert_eq!(
+        stats.encodes, no_signal,
+        "no encode once ffmpeg's stream came: {stats:?}"
+    );
     let _ = ffmpeg.kill().await;
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -271,7 +299,14 @@ fn make_clip(dir: &Path) -> PathBuf {
     let clip = dir.join("clip.mkv");
     let status = std::process::Command::new("ffmpeg")
         .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=10", "-t", "2"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=10",
+            "-t",
+            "2",
+        ])
         .args(["-c:v", "mpeg4", "-q:v", "5"])
         .arg(&clip)
         .status()
@@ -287,7 +322,10 @@ async fn a_video_file_loops_at_its_own_frame_rate() {
     let feed = file_source::open(&clip, 640, 480).unwrap();
     let hub = FrameHub::start(Box::new(feed), HubSettings::new(30, 75), "file").unwrap();
     // Warm up (ffmpeg starts on the first frame asked for), then count for 3 s.
-    assert_eq!(frames(&hub.handle(), 1, Duration::from_secs(5)).await.len(), 1);
+    assert_eq!(
+        frames(&hub.handle(), 1, Duration::from_secs(5)).await.len(),
+        1
+    );
     let start = Instant::now();
     let got = frames(&hub.handle(), 1000, Duration::from_secs(3)).await;
     let rate = got.len() as f64 / start.elapsed().as_secs_f64();
@@ -441,8 +479,14 @@ async fn broken_upstreams_show_no_signal_and_say_why() {
             "cannot connect to 127.0.0.1",
         ),
         (format!("http://{a}/missing"), "answered 404 Not Found"),
-        (format!("http://{a}/page"), "sent \"text/html\", not multipart"),
-        (format!("http://{a}/locked"), "needs a user name and password"),
+        (
+            format!("http://{a}/page"),
+            "sent \"text/html\", not multipart",
+        ),
+        (
+            format!("http://{a}/locked"),
+            "needs a user name and password",
+        ),
         (format!("http://{a}/fake.jpg"), "the snapshot is not a JPEG"),
     ] {
         let (passthrough, trouble, source) = trouble_of(&url).await;
@@ -485,7 +529,11 @@ async fn a_stalled_stream_is_dropped_and_the_camera_called_again() {
     assert!(trouble.contains("stalled: no data for 5 s"), "{trouble}");
     assert!(no_signal > 0, "NO SIGNAL pictures meanwhile");
     assert!(cam.connections.load(Ordering::SeqCst) >= 2, "called again");
-    assert!(start.elapsed() >= Duration::from_secs(3), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -509,7 +557,7 @@ async fn malformed_parts_cost_those_parts_and_the_stream_goes_on() {
         ));
         steps.push(Step::Send(b"garbage line\r\nmore garbage\r\n".to_vec()));
         for _ in 0..100 {
-            steps.push(Step::Send(part(&jpeg)));
+            steps.push(Step::Send(part(jpeg)));
             steps.push(Step::Sleep(Duration::from_millis(50)));
         }
         steps.push(Step::Hold);
@@ -519,7 +567,10 @@ async fn malformed_parts_cost_those_parts_and_the_stream_goes_on() {
     let front = front(&format!("http://{}/stream", cam.addr), 20);
     let got = frames(&front.handle(), 10, Duration::from_secs(6)).await;
     assert_eq!(got.len(), 10);
-    assert!(got.iter().all(|(j, p)| *p && *j == jpeg), "the good parts, unchanged");
+    assert!(
+        got.iter().all(|(j, p)| *p && *j == jpeg),
+        "the good parts, unchanged"
+    );
     let health = front.handle().stats().source_health;
     assert!(health.malformed >= 3, "{health:?}");
     assert_eq!(health.failures, 0, "no reconnection needed: {health:?}");
@@ -592,9 +643,229 @@ async fn cameras_that_ask_for_basic_or_digest_credentials() {
             "{source}"
         );
         // A wrong password is refused with that reason.
-        let (passthrough, trouble, _) =
-            trouble_of(&format!("http://admin:wrong@{a}/{path}")).await;
+        let (passthrough, trouble, _) = trouble_of(&format!("http://admin:wrong@{a}/{path}")).await;
         assert!(!passthrough);
-        assert!(trouble.contains("refused the user name and password"), "{trouble}");
+        assert!(
+            trouble.contains("refused the user name and password"),
+            "{trouble}"
+        );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// https: the camnode binary in front of a TLS camera whose certificate comes from a CA made here.
+
+/// A CA and a certificate for 127.0.0.1 signed by it (openssl), in `dir`.
+fn make_certificates(dir: &Path) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=camnode test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "cam.key",
+        "-out",
+        "cam.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "cam.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cam.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+}
+
+/// A TLS camera serving `jpeg` as its snapshot.
+async fn tls_camera(dir: &Path, jpeg: Bytes) -> SocketAddr {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("cam.pem"))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.join("cam.key")).unwrap();
+    #[allow(deprecated)] // ring, as camnode uses it
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, jpeg) = (acceptor.clone(), jpeg.clone());
+            tokio::spawn(async move {
+                let Ok(mut s) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => head.extend_from_slice(&buf[..k]),
+                    }
+                }
+                let Step::Send(reply) = answer("200 OK", "Content-Type: image/jpeg\r\n", &jpeg)
+                else {
+                    return;
+                };
+                let _ = s.write_all(&reply).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// The camnode binary with `args`, its web server on `port`; killed on drop.
+struct Camnode(std::process::Child);
+
+impl Drop for Camnode {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn http_get(addr: SocketAddr, path: &str) -> (u16, Bytes) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get(path)
+        .header("host", "test")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.into_body().collect().await.unwrap().to_bytes())
+}
+
+async fn wait_listening(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(addr).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "camnode did not listen on {addr}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn camnode_fronts_an_https_camera_trusted_through_ssl_cert_file() {
+    let dir = temp_dir("tls");
+    make_certificates(&dir);
+    let jpeg = sample_jpeg();
+    let cam = tls_camera(&dir, jpeg.clone()).await;
+    let url = format!("https://127.0.0.1:{}/snap.jpg", cam.port());
+    let start = |trust: Option<&Path>| {
+        let port = free_port();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_camnode"));
+        cmd.args(["--source", &url, "--fps", "5", "--listen", "127.0.0.1"])
+            .args([
+                "--web-port",
+                &port.to_string(),
+                "--representative-port",
+                "18080",
+            ])
+            .args([
+                "--igd-url",
+                "http://127.0.0.1:9/rootDesc.xml",
+                "--state-dir",
+            ])
+            .arg(dir.join(format!("state-{port}")))
+            .env("RUST_LOG", "warn")
+            .env_remove("SSL_CERT_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        match trust {
+            Some(ca) => cmd.env("SSL_CERT_FILE", ca),
+            None => cmd.env_remove("SSL_CERT_FILE"),
+        };
+        (
+            Camnode(cmd.spawn().unwrap()),
+            SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        )
+    };
+    // Trusting the test CA: the camera's JPEG comes through unchanged.
+    let (_trusting, addr) = start(Some(&dir.join("ca.pem")));
+    wait_listening(addr).await;
+    let (status, body) = http_get(addr, "/snapshot.jpg").await;
+    assert_eq!(status, 200);
+    assert_eq!(body, jpeg, "the https camera's JPEG, byte for byte");
+    let (_, status_json) = http_get(addr, "/status.json").await;
+    let v: serde_json::Value = serde_json::from_slice(&status_json).unwrap();
+    assert!(v["camera"]["passthrough"].as_u64().unwrap() >= 1, "{v}");
+    assert_eq!(v["camera"]["encodes"], 0, "{v}");
+    // With the system's roots only: a NO SIGNAL picture, and the status says why.
+    let (_distrusting, addr) = start(None);
+    wait_listening(addr).await;
+    let (status, body) = http_get(addr, "/snapshot.jpg").await;
+    assert_eq!(status, 200);
+    assert_ne!(body, jpeg);
+    let (_, status_json) = http_get(addr, "/status.json").await;
+    let v: serde_json::Value = serde_json::from_slice(&status_json).unwrap();
+    let source = v["camera"]["source"].as_str().unwrap().to_owned();
+    assert!(
+        source.contains("no signal: TLS with 127.0.0.1") && source.contains("certificate"),
+        "{source}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use super::synthetic::{draw_no_signal, utc_clock};
 use super::multipart::{Event, Limits, Parser};
+use super::synthetic::{draw_no_signal, utc_clock};
 use super::{FrameSource, RgbFrame, SourceFrame, SourceHealth, jpeg};
 
 /// How long a producer keeps its upstream open after the last frame asked for.
@@ -301,10 +301,9 @@ impl FrameSource for Feed {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
-        let problem = st
-            .trouble
-            .clone()
-            .unwrap_or_else(|| format!("no picture from the camera for {} s", WAIT_FRAME.as_secs()));
+        let problem = st.trouble.clone().unwrap_or_else(|| {
+            format!("no picture from the camera for {} s", WAIT_FRAME.as_secs())
+        });
         drop(st);
         self.no_signal(&problem, size)
     }

@@ -39,9 +39,13 @@ pub fn open(path: &Path, width: u32, height: u32) -> anyhow::Result<Feed> {
     check(path, &bin)?;
     let path = path.to_owned();
     let name = format!("file:{}", path.display());
-    Ok(Feed::start("camnode-file", name, width, height, move |feed| {
-        produce(bin, path, feed)
-    })?)
+    Ok(Feed::start(
+        "camnode-file",
+        name,
+        width,
+        height,
+        move |feed| produce(bin, path, feed),
+    )?)
 }
 
 /// `bin` runs and decodes the first picture of the file.
@@ -108,8 +112,17 @@ async fn session(bin: &Path, path: &Path, feed: &FeedWriter) -> Result<(), Strin
         .args(["-hide_banner", "-nostdin", "-loglevel", "error"])
         .args(["-re", "-stream_loop", "-1", "-i"])
         .arg(path)
-        .args(["-map", "0:v:0", "-an", "-sn", "-c:v", "mjpeg", "-q:v", QSCALE])
-        .args(["-pix_fmt", "yuvj420p", "-f", "mpjpeg", "-boundary_tag", BOUNDARY])
+        .args([
+            "-map", "0:v:0", "-an", "-sn", "-c:v", "mjpeg", "-q:v", QSCALE,
+        ])
+        .args([
+            "-pix_fmt",
+            "yuvj420p",
+            "-f",
+            "mpjpeg",
+            "-boundary_tag",
+            BOUNDARY,
+        ])
         .arg("pipe:1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -212,7 +212,10 @@ pub fn authorization(
                 escape(nonce)
             );
             if *qop_auth {
-                out.push_str(&format!(", nc={nc}, cnonce=\"{}\", qop=auth", escape(cnonce)));
+                out.push_str(&format!(
+                    ", nc={nc}, cnonce=\"{}\", qop=auth",
+                    escape(cnonce)
+                ));
             }
             out.push_str(&format!(", response=\"{response}\""));
             if let Some(opaque) = opaque {

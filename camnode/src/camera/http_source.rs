@@ -171,7 +171,9 @@ enum FetchError {
     Timeout(String, u64),
     #[error("HTTP: {0}")]
     Http(#[from] hyper::Error),
-    #[error("the camera needs a user name and password (401); put them in the URL: http://user:password@host/...")]
+    #[error(
+        "the camera needs a user name and password (401); put them in the URL: http://user:password@host/..."
+    )]
     NeedsCredentials,
     #[error("the camera refused the user name and password (401)")]
     Refused,
@@ -303,8 +305,7 @@ async fn request(
         let req = req
             .body(Empty::new())
             .map_err(|e| FetchError::Stream(format!("bad request: {e}")))?;
-        let response = match tokio::time::timeout(CONNECT_TIMEOUT, sender.send_request(req)).await
-        {
+        let response = match tokio::time::timeout(CONNECT_TIMEOUT, sender.send_request(req)).await {
             Err(_) => {
                 return Err(FetchError::Timeout(
                     t.url.host_str().unwrap_or_default().into(),

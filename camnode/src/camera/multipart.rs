@@ -252,12 +252,14 @@ impl Parser {
         }
         let Some(colon) = memchr::memchr(b':', line) else {
             let shown = String::from_utf8_lossy(&line[..line.len().min(60)]).into_owned();
-            return Some(Some(self.resync(Error::BadHeader(format!(
-                "no colon in {shown:?}"
-            )))));
+            return Some(Some(
+                self.resync(Error::BadHeader(format!("no colon in {shown:?}"))),
+            ));
         };
         let name = &line[..colon];
-        let value = String::from_utf8_lossy(&line[colon + 1..]).trim().to_owned();
+        let value = String::from_utf8_lossy(&line[colon + 1..])
+            .trim()
+            .to_owned();
         if name.eq_ignore_ascii_case(b"content-length") {
             match value.parse::<usize>() {
                 Ok(len) => self.content_length = Some(len),
