@@ -19,6 +19,11 @@
 //!   clock, using the bitmap font in [`font`], straight into YCbCr planes ([`Canvas`] lets the same
 //!   drawing code paint RGB too).
 //! - `webcam::Webcam` (cargo feature `webcam`) captures through nokhwa/V4L2 in its own thread.
+//! - [`http_source`] (a network camera's MJPEG stream or snapshot URL, Basic/Digest through
+//!   [`http_auth`], https through rustls) and [`file_source`] (a video file decoded by an ffmpeg
+//!   child) bring camera JPEGs in through a [`feed::Feed`]: a producer task on its own thread,
+//!   connected only while the hub asks for frames, reading `multipart/x-mixed-replace` with the
+//!   sans-IO [`multipart`] parser; failures show as the "no signal" picture with the reason.
 //! - [`hub::FrameHub`] owns the source on its own thread, encodes each frame once and only while
 //!   someone watches, and shares the encoded bytes with every viewer.
 //! - [`jpeg`] wraps jpeg-encoder (SIMD on): YCbCr planes go in through its `ImageBuffer` trait
