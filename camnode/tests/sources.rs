@@ -80,8 +80,8 @@ fn front(url: &str, fps: u32) -> FrameHub {
     FrameHub::start(Box::new(feed), HubSettings::new(fps, 75), "front").unwrap()
 }
 
-/// The JPEGs of `path`'s multipart stream at `addr`: `n` of them, or what came within `limit`.
-async fn stream_parts(addr: SocketAddr, path: &str, n: usize, limit: Duration) -> Vec<Bytes> {
+/// GET `path` from `addr` (hyper's client).
+async fn get(addr: SocketAddr, path: &str) -> hyper::Response<hyper::body::Incoming> {
     let tcp = TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
@@ -92,6 +92,12 @@ async fn stream_parts(addr: SocketAddr, path: &str, n: usize, limit: Duration) -
         .body(Empty::<Bytes>::new())
         .unwrap();
     let resp = sender.send_request(req).await.unwrap();
+    resp
+}
+
+/// The JPEGs of `path`'s multipart stream at `addr`: `n` of them, or what came within `limit`.
+async fn stream_parts(addr: SocketAddr, path: &str, n: usize, limit: Duration) -> Vec<Bytes> {
+    let resp = get(addr, path).await;
     let ct = resp.headers()["content-type"].to_str().unwrap().to_owned();
     let mut parser = Parser::new(&boundary_of(&ct).expect("multipart"), Limits::default());
     let mut body = resp.into_body();
@@ -382,15 +388,10 @@ async fn fake_camera(script: Script) -> FakeCamera {
             let n = count.fetch_add(1, Ordering::SeqCst);
             let script = script.clone();
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(k) => head.extend_from_slice(&buf[..k]),
-                    }
-                }
-                for step in script(&String::from_utf8_lossy(&head), n) {
+                let Some(head) = read_head(&mut s).await else {
+                    return;
+                };
+                for step in script(&head, n) {
                     match step {
                         Step::Send(b) => {
                             if s.write_all(&b).await.is_err() {
@@ -399,7 +400,7 @@ async fn fake_camera(script: Script) -> FakeCamera {
                         }
                         Step::Sleep(d) => tokio::time::sleep(d).await,
                         Step::Hold => {
-                            let _ = s.read(&mut buf).await;
+                            let _ = s.read(&mut [0u8; 64]).await;
                             return;
                         }
                     }
@@ -408,6 +409,19 @@ async fn fake_camera(script: Script) -> FakeCamera {
         }
     });
     FakeCamera { addr, connections }
+}
+
+/// A request's head, read up to its empty line.
+async fn read_head(s: &mut (impl tokio::io::AsyncRead + Unpin)) -> Option<String> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(k) => head.extend_from_slice(&buf[..k]),
+        }
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
 }
 
 fn answer(status: &str, headers: &str, body: &[u8]) -> Step {
@@ -751,14 +765,9 @@ async fn tls_camera(dir: &Path, jpeg: Bytes) -> SocketAddr {
                 let Ok(mut s) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(k) => head.extend_from_slice(&buf[..k]),
-                    }
-                }
+                let Some(head) = read_head(&mut s).await else {
+                    return;
+                };
                 let Step::Send(reply) = answer("200 OK", "Content-Type: image/jpeg\r\n", &jpeg)
                 else {
                     return;
@@ -782,16 +791,7 @@ impl Drop for Camnode {
 }
 
 async fn http_get(addr: SocketAddr, path: &str) -> (u16, Bytes) {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let req = Request::get(path)
-        .header("host", "test")
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
+    let resp = get(addr, path).await;
     let status = resp.status().as_u16();
     (status, resp.into_body().collect().await.unwrap().to_bytes())
 }

@@ -114,22 +114,11 @@ fn target(spec: &str, fps: u32) -> anyhow::Result<Target> {
     })
 }
 
-/// `%XX` escapes in the URL's user information (RFC 3986 §2.1).
+/// `%XX` escapes in the URL's user information (RFC 3986 §2.1), as UTF-8; a `%` not followed
+/// by two hex digits stays as it is, as browsers keep it.
 fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    let decoded = percent_encoding::percent_decode_str(s).decode_utf8().ok()?;
+    Some(decoded.into_owned())
 }
 
 fn tls_config() -> anyhow::Result<Arc<rustls::ClientConfig>> {
@@ -458,6 +447,7 @@ mod tests {
         for bad in ["ftp://cam/x", "http://", "not a url"] {
             assert!(target(bad, 10).is_err(), "{bad}");
         }
-        assert_eq!(percent_decode("a%2"), None);
+        assert_eq!(percent_decode("a%2").as_deref(), Some("a%2"));
+        assert_eq!(percent_decode("%ff"), None, "not UTF-8");
     }
 }
