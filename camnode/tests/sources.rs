@@ -591,6 +591,35 @@ async fn malformed_parts_cost_those_parts_and_the_stream_goes_on() {
     assert_eq!(cam.connections.load(Ordering::SeqCst), 1);
 }
 
+/// What cheap cameras send: HTTP/1.0 without length, a space before a header's colon, a header
+/// with a control byte, a boundary declared with its dashes, LF-only part lines, no part length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sloppy_camera_is_understood() {
+    let jpeg = sample_jpeg();
+    let served = jpeg.clone();
+    let cam = fake_camera(Arc::new(move |_, _| {
+        let mut steps = vec![Step::Send(
+            b"HTTP/1.0 200 OK\r\nContent-Type : multipart/x-mixed-replace;boundary=--myboundary\r\n\
+              X-Odd: a\x01b\r\nServer: cheapcam\r\n\r\n"
+                .to_vec(),
+        )];
+        for _ in 0..40 {
+            let mut part = b"--myboundary\nContent-Type: image/jpeg\n\n".to_vec();
+            part.extend_from_slice(&served);
+            part.extend_from_slice(b"\n");
+            steps.push(Step::Send(part));
+            steps.push(Step::Sleep(Duration::from_millis(50)));
+        }
+        steps.push(Step::Hold);
+        steps
+    }))
+    .await;
+    let front = front(&format!("http://{}/videostream.cgi", cam.addr), 20);
+    let got = frames(&front.handle(), 5, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 5);
+    assert!(got.iter().all(|(j, p)| *p && *j == jpeg));
+}
+
 /// MD5 as lowercase hex, computed here independently of camnode's Digest code.
 fn md5_hex(s: &str) -> String {
     use md5::Digest as _;

@@ -373,7 +373,14 @@ async fn connect(t: &Target) -> Result<SendRequest<Empty<Bytes>>, FetchError> {
             Box::new(tls)
         }
     };
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+    // Cheap cameras bend HTTP/1.1: tolerate what RFC 9112 lets a client tolerate (obsolete
+    // line folding, whitespace before a header's colon, headers with invalid bytes dropped).
+    let (sender, connection) = hyper::client::conn::http1::Builder::new()
+        .allow_obsolete_multiline_headers_in_responses(true)
+        .allow_spaces_after_header_name_in_responses(true)
+        .ignore_invalid_headers_in_responses(true)
+        .handshake(TokioIo::new(io))
+        .await?;
     tokio::spawn(async move {
         let _ = connection.await;
     });
