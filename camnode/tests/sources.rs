@@ -265,7 +265,8 @@ async fn fronting_ffmpeg_served_mjpeg_and_ffprobe_accepts_the_result() {
         .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
         .args(["-f", "lavfi", "-i", "testsrc2=size=640x480:rate=15"])
         .args(["-c:v", "mjpeg", "-q:v", "5", "-f", "mpjpeg"])
-        .args(["-content_type", "multipart/x-mixed-replace;boundary=ffmpeg"])
+        // Without -content_type ffmpeg says application/octet-stream: camnode finds the
+        // boundary in the body (the lab test passes -content_type).
         .args(["-listen", "1"])
         .arg(format!("http://127.0.0.1:{port}/feed.mjpg"))
         .kill_on_drop(true)
@@ -481,6 +482,11 @@ async fn broken_upstreams_show_no_signal_and_say_why() {
                 b"",
             ),
             "/fake.jpg" => answer("200 OK", "Content-Type: image/jpeg\r\n", b"GIF89a"),
+            "/bytes" => answer(
+                "200 OK",
+                "Content-Type: application/octet-stream\r\n",
+                b"\x00\x01 no delimiter line",
+            ),
             _ => answer("500 Internal Server Error", "", b""),
         }]
     }))
@@ -501,6 +507,10 @@ async fn broken_upstreams_show_no_signal_and_say_why() {
             "needs a user name and password",
         ),
         (format!("http://{a}/fake.jpg"), "the snapshot is not a JPEG"),
+        (
+            format!("http://{a}/bytes"),
+            "sent \"application/octet-stream\", not multipart",
+        ),
     ] {
         let (passthrough, trouble, source) = trouble_of(&url).await;
         assert!(!passthrough, "{url}: a NO SIGNAL picture, encoded here");

@@ -252,7 +252,23 @@ async fn session(t: &Target, feed: &FeedWriter, auth: &mut Auth) -> Result<(), F
         }
         let lower = content_type.to_ascii_lowercase();
         if !(lower.starts_with("image/jpeg") || lower.starts_with("image/jpg")) {
-            return Err(FetchError::ContentType(content_type));
+            // ffmpeg's HTTP server (without -content_type) and some cameras label the stream
+            // application/octet-stream: a body that opens with a delimiter line is one.
+            let mut body = response.into_body();
+            let Some((first, boundary)) = sniff_boundary(&mut body).await? else {
+                return Err(FetchError::ContentType(content_type));
+            };
+            feed.set_kind(format!(
+                "MJPEG stream, sent as {:?}",
+                content_type.chars().take(40).collect::<String>()
+            ));
+            let mut body = Prefixed {
+                first: Some(first),
+                body,
+            };
+            return pump(&mut body, &boundary, feed)
+                .await
+                .map_err(FetchError::Stream);
         }
         feed.set_kind(format!(
             "snapshots every {} ms",
@@ -412,6 +428,45 @@ async fn read_snapshot(response: Response<Incoming>) -> Result<Bytes, FetchError
             return Err(FetchError::TooLarge);
         }
         data.extend_from_slice(&chunk);
+    }
+}
+
+/// The boundary of a body that starts with a multipart delimiter line ("--boundary"), with the
+/// bytes read to find out; None if it does not (at most 256 bytes are looked at).
+async fn sniff_boundary(body: &mut Incoming) -> Result<Option<(Bytes, String)>, FetchError> {
+    let mut seen = BytesMut::new();
+    let deadline = Instant::now() + super::feed::STALL;
+    while !seen.contains(&b'\n') && seen.len() < 256 {
+        let chunk = tokio::time::timeout_at(deadline.into(), body.next_chunk())
+            .await
+            .map_err(|_| FetchError::Stream("stalled before its first line".into()))?
+            .map_err(FetchError::Stream)?;
+        match chunk {
+            Some(c) => seen.extend_from_slice(&c),
+            None => break,
+        }
+    }
+    let line = seen[..].split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let boundary = line
+        .strip_prefix(b"--")
+        .filter(|b| (1..=70).contains(&b.len()) && b.iter().all(|c| c.is_ascii_graphic()))
+        .map(|b| String::from_utf8_lossy(b).into_owned());
+    Ok(boundary.map(|b| (seen.freeze(), b)))
+}
+
+/// A body with bytes already read from it put back in front.
+struct Prefixed {
+    first: Option<Bytes>,
+    body: Incoming,
+}
+
+impl Chunks for Prefixed {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, String> {
+        match self.first.take() {
+            Some(first) => Ok(Some(first)),
+            None => self.body.next_chunk().await,
+        }
     }
 }
 
