@@ -203,6 +203,41 @@ async fn fronting_another_camnode_passes_its_jpegs_through() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digital_zoom_re_encodes_and_passthrough_resumes_without_it() {
+    let up = upstream(10).await;
+    let front = front(&format!("http://{}/stream.mjpg", up.addr), 10);
+    let h = front.handle();
+    assert!(
+        h.snapshot(Duration::from_secs(5))
+            .await
+            .unwrap()
+            .passthrough
+    );
+    h.set_ptz(camnode::camera::Ptz {
+        pan: 0.2,
+        tilt: 0.0,
+        zoom: 2.0,
+    });
+    // The frame in the making when the request came may still pass through; the next does not.
+    h.snapshot(Duration::from_secs(5)).await.unwrap();
+    let zoomed = h.snapshot(Duration::from_secs(5)).await.unwrap();
+    assert!(!zoomed.passthrough, "zoomed frames are encoded here");
+    assert_eq!(
+        camnode::camera::jpeg::dimensions(&zoomed.jpeg),
+        Some((W, H)),
+        "same size"
+    );
+    h.set_ptz(camnode::camera::Ptz::default());
+    h.snapshot(Duration::from_secs(5)).await.unwrap();
+    assert!(
+        h.snapshot(Duration::from_secs(5))
+            .await
+            .unwrap()
+            .passthrough
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_url_is_polled_at_the_frame_rate() {
     let up = upstream(25).await;
     let front = front(&format!("http://{}/snapshot.jpg", up.addr), 5);
