@@ -510,6 +510,7 @@ async fn broken_upstreams_show_no_signal_and_say_why() {
         let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
         vec![match path.as_str() {
             "/missing" => answer("404 Not Found", "", b"no"),
+            "/old" => answer("302 Found", "Location: /video.mjpg\r\n", b""),
             "/page" => answer("200 OK", "Content-Type: text/html\r\n", b"<html>"),
             "/locked" => answer(
                 "401 Unauthorized",
@@ -533,6 +534,10 @@ async fn broken_upstreams_show_no_signal_and_say_why() {
             "cannot connect to 127.0.0.1",
         ),
         (format!("http://{a}/missing"), "answered 404 Not Found"),
+        (
+            format!("http://{a}/old"),
+            &format!("redirecting to \"http://{a}/video.mjpg\": use that URL"),
+        ),
         (
             format!("http://{a}/page"),
             "sent \"text/html\", not multipart",

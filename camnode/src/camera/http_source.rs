@@ -170,6 +170,8 @@ enum FetchError {
     UnknownAuth(String),
     #[error("the camera answered {0}")]
     Status(StatusCode),
+    #[error("the camera answered {0}, redirecting to {1:?}: use that URL as the source")]
+    Redirect(StatusCode, String),
     #[error("the camera sent {0:?}, not multipart/x-mixed-replace (MJPEG) or image/jpeg")]
     ContentType(String),
     #[error("the snapshot is larger than {} bytes", MAX_SNAPSHOT)]
@@ -354,6 +356,22 @@ async fn request(
                 *conn = None;
             }
             s if s.is_success() => return Ok(response),
+            s if s.is_redirection() => {
+                let to = response
+                    .headers()
+                    .get(hyper::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|l| t.url.join(l).ok());
+                return Err(match to {
+                    Some(mut to) => {
+                        if to.password().is_some() {
+                            let _ = to.set_password(Some("***"));
+                        }
+                        FetchError::Redirect(s, to.to_string())
+                    }
+                    None => FetchError::Status(s),
+                });
+            }
             s => return Err(FetchError::Status(s)),
         }
     }
