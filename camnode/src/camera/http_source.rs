@@ -210,7 +210,9 @@ async fn produce(t: Arc<Target>, feed: FeedWriter) {
         let before = feed.frames();
         let result = session(&t, &feed, &mut auth).await;
         if feed.frames() > before {
+            // The camera worked: the next failure starts the back-off again and is logged.
             backoff.reset();
+            last_logged.clear();
         }
         match result {
             Ok(()) => tracing::debug!("{}: nobody watches; connection closed", t.shown),
