@@ -8,8 +8,8 @@ use clap::{Parser, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 /// Where pictures come from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum SourceKind {
     /// A webcam if one is found, else the synthetic source.
     Auto,
@@ -17,6 +17,60 @@ pub enum SourceKind {
     Synthetic,
     /// A webcam (V4L2 through nokhwa); fails if none is found.
     Webcam,
+    /// A network camera: an `http://` or `https://` URL of an MJPEG stream or a snapshot.
+    Url(String),
+    /// A video file played in a loop through ffmpeg (`file:PATH`, or a path).
+    File(PathBuf),
+}
+
+impl std::str::FromStr for SourceKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<SourceKind, String> {
+        let lower = s.to_ascii_lowercase();
+        Ok(match lower.as_str() {
+            "auto" => SourceKind::Auto,
+            "synthetic" => SourceKind::Synthetic,
+            "webcam" => SourceKind::Webcam,
+            _ if lower.starts_with("http://") || lower.starts_with("https://") => {
+                SourceKind::Url(s.to_owned())
+            }
+            _ if lower.starts_with("file:") && s.len() > 5 => SourceKind::File(s[5..].into()),
+            _ if s.contains('/') || s.contains('.') => SourceKind::File(s.into()),
+            _ => {
+                return Err(format!(
+                    "{s:?} is not a source; use auto, synthetic, webcam, an http:// or https:// \
+                     URL (a network camera), or file:PATH (a video file)"
+                ));
+            }
+        })
+    }
+}
+
+impl std::fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceKind::Auto => f.write_str("auto"),
+            SourceKind::Synthetic => f.write_str("synthetic"),
+            SourceKind::Webcam => f.write_str("webcam"),
+            SourceKind::Url(url) => f.write_str(url),
+            SourceKind::File(path) => write!(f, "file:{}", path.display()),
+        }
+    }
+}
+
+impl TryFrom<String> for SourceKind {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<SourceKind, String> {
+        s.parse()
+    }
+}
+
+impl From<SourceKind> for String {
+    fn from(s: SourceKind) -> String {
+        s.to_string()
+    }
 }
 
 /// How internal ports are chosen for the router's port mappings (patent Fig. 8a / 8b).
@@ -180,8 +234,10 @@ pub struct Args {
     /// The IGD's description URL (skips SSDP discovery).
     #[arg(long, value_name = "URL")]
     pub igd_url: Option<String>,
-    /// Picture source [default: auto: a webcam if found, else synthetic].
-    #[arg(long, value_enum)]
+    /// Picture source: auto (a webcam if found, else synthetic), synthetic, webcam, an http:// or
+    /// https:// URL of a network camera's MJPEG stream or snapshot (user:password@ in the URL
+    /// for cameras that ask), or file:PATH (a video file, looped, through ffmpeg) [default: auto].
+    #[arg(long, value_name = "SOURCE")]
     pub source: Option<SourceKind>,
     /// Webcam index [default: 0].
     #[arg(long)]
@@ -540,6 +596,36 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("\"max_streams\""), "{err}");
+    }
+
+    #[test]
+    fn sources_parse_from_flags_and_toml() {
+        let src = |flag: &str| {
+            Config::from_args(&args(&["--source", flag]))
+                .unwrap()
+                .source
+        };
+        assert_eq!(src("synthetic"), SourceKind::Synthetic);
+        assert_eq!(
+            src("http://u:p@192.0.2.9/video.mjpg"),
+            SourceKind::Url("http://u:p@192.0.2.9/video.mjpg".into())
+        );
+        assert_eq!(src("file:clip.mkv"), SourceKind::File("clip.mkv".into()));
+        assert_eq!(src("/media/a.mp4"), SourceKind::File("/media/a.mp4".into()));
+        let err = Args::try_parse_from(["camnode", "--source", "camera"]).unwrap_err();
+        assert!(err.to_string().contains("file:PATH"), "{err}");
+        let c = Config::from_toml("source = \"https://cam.example/snap.jpg\"\n").unwrap();
+        assert_eq!(
+            c.source,
+            SourceKind::Url("https://cam.example/snap.jpg".into())
+        );
+        let text = toml::to_string(&Config {
+            source: SourceKind::File("a b.mp4".into()),
+            ..Config::default()
+        })
+        .unwrap();
+        assert!(text.contains("source = \"file:a b.mp4\""), "{text}");
+        assert!(Config::from_toml("source = \"nothing\"\n").is_err());
     }
 
     #[test]

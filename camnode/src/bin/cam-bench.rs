@@ -18,10 +18,19 @@
 //!    `--client`), so the CPU time of this process (getrusage) is the server's alone. Reports
 //!    delivered frames/s per viewer, encodes/s (must equal the source rate, not viewers x rate)
 //!    and CPU.
+//! 3. Passthrough against encode (issue 15), with `--modes encode,passthrough`: the same fan-out,
+//!    the picture either encoded here from the synthetic source (`encode`) or coming from a
+//!    network camera's MJPEG stream through the http source and passed through (`passthrough`).
+//!    The camera is another child process (this binary with `--upstream`) that replays 30
+//!    pre-encoded frames at the frame rate, so its CPU is not ours either. Per size in
+//!    `--fanout-sizes`; the server's CPU is also shown per 10 viewers (goal for passthrough: no
+//!    encode, under 1 % of a core per 10 viewers at 30 fps).
 //!
 //! `cargo run --release -p camnode --bin cam-bench -- [--seconds 5] [--fps 30] [--quality 80]
-//!  [--width 640 --height 480] [--viewers 1,10,50] [--encode-seconds 4] [--sizes 640x480,1280x720]`
-//!  (`--viewers 0` skips the fan-out, `--sizes ""` the encode part)
+//!  [--width 640 --height 480] [--viewers 1,10,50] [--encode-seconds 4] [--sizes 640x480,1280x720]
+//!  [--modes encode,passthrough] [--fanout-sizes 1280x720,1920x1080]`
+//!  (`--viewers 0` skips the fan-out, `--sizes ""` the encode part; the fan-out runs at
+//!  `--width`x`--height` in mode encode unless told otherwise)
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Command, Stdio};
@@ -30,7 +39,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use camnode::camera::jpeg::{self, Picture};
 use camnode::camera::synthetic::Synthetic;
-use camnode::camera::{FrameHub, HubSettings, RgbFrame, YcbcrFrame};
+use camnode::camera::{FrameHub, FrameSource, HubSettings, RgbFrame, YcbcrFrame, http_source};
 use camnode::directory::{Directory, Reachability, Role};
 use camnode::web::{self, WebConfig, WebState};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -47,12 +56,26 @@ struct Opts {
     height: u32,
     viewers: Vec<usize>,
     sizes: Vec<(u32, u32)>,
+    modes: Vec<Mode>,
+    fanout_sizes: Vec<(u32, u32)>,
+}
+
+/// Where the fan-out's pictures come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The synthetic source, encoded here.
+    Encode,
+    /// A network camera's MJPEG stream (a child process), passed through.
+    Passthrough,
 }
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--client") {
         return client_main(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("--upstream") {
+        return upstream_main(&args[1..]);
     }
     let opts = parse_opts(&args)?;
     println!(
@@ -81,6 +104,18 @@ fn parse_opts(args: &[String]) -> anyhow::Result<Opts> {
         height: 480,
         viewers: vec![1, 10, 50],
         sizes: vec![(640, 480), (1280, 720)],
+        modes: vec![Mode::Encode],
+        fanout_sizes: Vec::new(),
+    };
+    let sizes = |value: &str| -> anyhow::Result<Vec<(u32, u32)>> {
+        value
+            .split(',')
+            .filter(|v| !v.is_empty())
+            .map(|v| {
+                let (w, h) = v.split_once('x').context("sizes are WxH,WxH")?;
+                Ok((w.parse()?, h.parse()?))
+            })
+            .collect()
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -99,18 +134,23 @@ fn parse_opts(args: &[String]) -> anyhow::Result<Opts> {
                     .filter(|n| *n != Ok(0))
                     .collect::<Result<_, _>>()?
             }
-            "--sizes" => {
-                o.sizes = value
+            "--sizes" => o.sizes = sizes(value)?,
+            "--fanout-sizes" => o.fanout_sizes = sizes(value)?,
+            "--modes" => {
+                o.modes = value
                     .split(',')
-                    .filter(|v| !v.is_empty())
-                    .map(|v| {
-                        let (w, h) = v.split_once('x').context("--sizes WxH,WxH")?;
-                        Ok((w.parse()?, h.parse()?))
+                    .map(|m| match m {
+                        "encode" => Ok(Mode::Encode),
+                        "passthrough" => Ok(Mode::Passthrough),
+                        other => bail!("--modes {other}: encode or passthrough"),
                     })
                     .collect::<anyhow::Result<_>>()?
             }
             other => bail!("unknown option {other}; see the top of camnode/src/bin/cam-bench.rs"),
         }
+    }
+    if o.fanout_sizes.is_empty() {
+        o.fanout_sizes = vec![(o.width, o.height)];
     }
     Ok(o)
 }
@@ -435,37 +475,82 @@ fn fanout_bench(o: &Opts) -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    for &mode in &o.modes {
+        for &(width, height) in &o.fanout_sizes {
+            let o = Opts {
+                width,
+                height,
+                ..o.clone()
+            };
+            fanout_table(&rt, &o, mode)?;
+        }
+    }
     println!(
-        "MJPEG fan-out: {}x{} at {} fps, quality {}, {} s per run, viewers in a child process on loopback",
-        o.width, o.height, o.fps, o.quality, o.seconds
+        "server CPU = this process (hub thread, encoder or http source, HTTP) as % of one core; goal: frames/s per viewer = source fps, encodes/s = source fps (encode) or 0 (passthrough)"
+    );
+    Ok(())
+}
+
+fn fanout_table(rt: &tokio::runtime::Runtime, o: &Opts, mode: Mode) -> anyhow::Result<()> {
+    // The network camera for passthrough: a child process, started once per table.
+    let mut camera = None;
+    if mode == Mode::Passthrough {
+        let exe = std::env::current_exe()?;
+        let mut child = Command::new(exe)
+            .args(["--upstream", &o.width.to_string(), &o.height.to_string()])
+            .args([&o.fps.to_string(), &o.quality.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().context("upstream stdout")?),
+            &mut line,
+        )?;
+        let port: u16 = line.trim().parse().context("the upstream's port")?;
+        camera = Some((child, format!("http://127.0.0.1:{port}/stream.mjpg")));
+    }
+    println!(
+        "\nMJPEG fan-out, {}: {}x{} at {} fps, quality {}, {} s per run, viewers in a child process on loopback",
+        match mode {
+            Mode::Encode => "encoded here (synthetic source)",
+            Mode::Passthrough => "passed through (network camera stream from another process)",
+        },
+        o.width,
+        o.height,
+        o.fps,
+        o.quality,
+        o.seconds
     );
     println!(
-        "{:>7} {:>20} {:>12} {:>14} {:>14} {:>16} {:>14}",
+        "{:>7} {:>20} {:>12} {:>14} {:>14} {:>16} {:>14} {:>14}",
         "viewers",
         "frames/s per viewer",
         "encodes/s",
         "encodes/frame",
         "MB/s sent",
         "server CPU",
+        "per 10 viewers",
         "viewers' CPU"
     );
     println!("{:>7} {:>20}", "", "(min / avg)");
-    for &n in &o.viewers {
-        rt.block_on(fanout_run(o, n))?;
+    let url = camera.as_ref().map(|(_, url)| url.as_str());
+    let result = o
+        .viewers
+        .iter()
+        .try_for_each(|&n| rt.block_on(fanout_run(o, n, url)));
+    if let Some((mut child, _)) = camera {
+        let _ = child.kill();
+        let _ = child.wait();
     }
-    println!(
-        "server CPU = this process (hub thread, encoder, HTTP) as % of one core; goal: frames/s per viewer = source fps, encodes/s = source fps"
-    );
-    Ok(())
+    result
 }
 
-async fn fanout_run(o: &Opts, viewers: usize) -> anyhow::Result<()> {
-    let source = Synthetic::new(o.width, o.height, "cam-bench", "camera 1");
-    let hub = FrameHub::start(
-        Box::new(source),
-        HubSettings::new(o.fps, o.quality),
-        "camera 1",
-    )?;
+async fn fanout_run(o: &Opts, viewers: usize, camera: Option<&str>) -> anyhow::Result<()> {
+    let source: Box<dyn FrameSource> = match camera {
+        None => Box::new(Synthetic::new(o.width, o.height, "cam-bench", "camera 1")),
+        Some(url) => Box::new(http_source::open(url, o.fps, o.width, o.height)?),
+    };
+    let hub = FrameHub::start(source, HubSettings::new(o.fps, o.quality), "camera 1")?;
     let dir = Directory {
         node_id: "bench".into(),
         name: "camera 1".into(),
@@ -554,16 +639,71 @@ async fn fanout_run(o: &Opts, viewers: usize) -> anyhow::Result<()> {
     let cpu = (cpu1 - cpu0).as_secs_f64() / secs * 100.0;
     let ccpu = client_cpu.as_secs_f64() / (o.seconds + 1.0) * 100.0;
     println!(
-        "{:>7} {:>20} {:>12.1} {:>14.2} {:>14.1} {:>15.1}% {:>13.1}%",
+        "{:>7} {:>20} {:>12.1} {:>14.2} {:>14.1} {:>15.1}% {:>13.2}% {:>13.1}%",
         viewers,
         format!("{min:.1} / {avg:.1}"),
         encodes,
         per_frame,
         bytes as f64 / o.seconds / 1e6,
         cpu,
+        cpu * 10.0 / viewers as f64,
         ccpu
     );
     Ok(())
+}
+
+/// The network camera for passthrough: `--upstream W H FPS QUALITY`. Encodes 30 synthetic frames
+/// once, prints its port, then serves them in a loop as an MJPEG stream (mjpg-streamer's framing,
+/// no chunked coding) to every connection, paced at FPS.
+fn upstream_main(args: &[String]) -> anyhow::Result<()> {
+    let [w, h, fps, quality] = args else {
+        bail!("--upstream W H FPS QUALITY")
+    };
+    let (w, h, fps, quality): (u32, u32, u32, u8) =
+        (w.parse()?, h.parse()?, fps.parse()?, quality.parse()?);
+    let mut scene = Synthetic::new(w, h, "cam-bench upstream", "ip camera");
+    let frames: Vec<bytes::Bytes> = (0..30)
+        .map(|i| {
+            let picture = scene.render_rgb(f64::from(i) / f64::from(fps), "12:00:00.0 UTC");
+            jpeg::encode_rgb(&picture, quality, 0)
+        })
+        .collect::<Result<_, _>>()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        println!("{}", listener.local_addr()?.port());
+        let period = Duration::from_secs_f64(1.0 / f64::from(fps));
+        let frames = std::sync::Arc::new(frames);
+        loop {
+            let (mut s, _) = listener.accept().await?;
+            let frames = frames.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                let _ = s.read(&mut buf).await;
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; \
+                            boundary=boundarydonotcross\r\nConnection: close\r\n\r\n";
+                if s.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let mut tick = tokio::time::interval(period);
+                for jpeg in frames.iter().cycle() {
+                    tick.tick().await;
+                    let part = format!(
+                        "--boundarydonotcross\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+                        jpeg.len()
+                    );
+                    if s.write_all(part.as_bytes()).await.is_err()
+                        || s.write_all(jpeg).await.is_err()
+                        || s.write_all(b"\r\n").await.is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    })
 }
 
 /// The viewers: `--client ADDR N WARMUP SECONDS`. Prints "viewer FRAMES BYTES" per viewer, counting

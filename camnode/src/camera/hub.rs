@@ -23,7 +23,7 @@ use tokio::sync::watch;
 
 use super::jpeg::{self, Picture};
 use super::ptz::{crop_scale, crop_scale_ycbcr};
-use super::{FrameSource, Ptz, PtzSplit, RgbFrame, SourceFrame, YcbcrFrame};
+use super::{FrameSource, Ptz, PtzSplit, RgbFrame, SourceFrame, SourceHealth, YcbcrFrame};
 
 /// Frame rate, JPEG quality and encoder threads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,6 +82,8 @@ pub struct HubStats {
     pub ptz: Ptz,
     pub ptz_hardware: Ptz,
     pub ptz_digital: Ptz,
+    /// The upstream of a network camera or video file source.
+    pub source_health: SourceHealth,
 }
 
 #[derive(Debug)]
@@ -112,6 +114,7 @@ struct Shared {
     errors: AtomicU64,
     recent: Mutex<VecDeque<Instant>>,
     source: Mutex<String>,
+    health: Mutex<SourceHealth>,
 }
 
 /// Lock, ignoring poisoning: every critical section here leaves the data consistent.
@@ -181,6 +184,7 @@ impl FrameHub {
             errors: AtomicU64::new(0),
             recent: Mutex::new(VecDeque::new()),
             source: Mutex::new(source.describe()),
+            health: Mutex::new(source.health()),
         });
         let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
@@ -273,6 +277,7 @@ impl HubHandle {
             ptz,
             ptz_hardware: split.hardware,
             ptz_digital: split.digital,
+            source_health: lock(&s.health).clone(),
         }
     }
 }
@@ -394,6 +399,13 @@ fn run(shared: &Shared, mut source: Box<dyn FrameSource>) {
                 None => Ok((jpeg::with_huffman_tables(data), width, height, true)),
             },
         };
+        // A network or file source's state changes with its upstream: the status follows it
+        // before the frame that shows it goes out.
+        let health = source.health();
+        if *lock(&shared.health) != health {
+            *lock(&shared.source) = source.describe();
+            *lock(&shared.health) = health;
+        }
         match result {
             Ok((jpeg, width, height, passthrough)) => {
                 size_hint = jpeg.len() + jpeg.len() / 4;
@@ -436,9 +448,20 @@ fn run(shared: &Shared, mut source: Box<dyn FrameSource>) {
     }
 }
 
+/// The largest width or height of a camera JPEG decoded for digital pan/tilt/zoom.
+const MAX_SIDE: u32 = 8192;
+
 /// Decode a camera JPEG when digital pan/tilt/zoom must be applied to it.
 fn decode_for_ptz(jpeg: &[u8], digital: &Ptz) -> Option<RgbFrame> {
     if digital.is_identity() {
+        return None;
+    }
+    // A camera's JPEG is input from the network: a frame header claiming 65535x65535 must not
+    // make the decoder allocate gigabytes and grind through billions of empty blocks (it did:
+    // 8 GB and minutes; its own buffer limit does not cover its component planes). Pictures
+    // are at most 8192x8192, as the configuration allows.
+    let (w, h) = jpeg::dimensions(jpeg)?;
+    if w == 0 || h == 0 || w > MAX_SIDE || h > MAX_SIDE {
         return None;
     }
     let mut d = jpeg_decoder::Decoder::new(jpeg);
@@ -584,6 +607,22 @@ mod tests {
         assert!(fast_seqs.len() >= 12, "{fast_seqs:?}");
         let gaps = fast_seqs.windows(2).filter(|w| w[1] != w[0] + 1).count();
         assert!(gaps * 4 < fast_seqs.len(), "{fast_seqs:?}");
+    }
+
+    #[test]
+    fn a_huge_claimed_size_is_not_decoded_for_ptz() {
+        // A real JPEG whose frame header claims 65535x65535.
+        let mut jpeg = jpeg::encode_rgb(&RgbFrame::new(16, 16), 80, 0)
+            .unwrap()
+            .to_vec();
+        let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        jpeg[sof + 5..sof + 9].copy_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF]);
+        let zoom = Ptz {
+            pan: 0.0,
+            tilt: 0.0,
+            zoom: 2.0,
+        };
+        assert!(decode_for_ptz(&jpeg, &zoom).is_none());
     }
 
     #[tokio::test]

@@ -19,6 +19,11 @@
 //!   clock, using the bitmap font in [`font`], straight into YCbCr planes ([`Canvas`] lets the same
 //!   drawing code paint RGB too).
 //! - `webcam::Webcam` (cargo feature `webcam`) captures through nokhwa/V4L2 in its own thread.
+//! - [`http_source`] (a network camera's MJPEG stream or snapshot URL, Basic/Digest through
+//!   [`http_auth`], https through rustls) and [`file_source`] (a video file decoded by an ffmpeg
+//!   child) bring camera JPEGs in through a [`feed::Feed`]: a producer task on its own thread,
+//!   connected only while the hub asks for frames, reading `multipart/x-mixed-replace` with the
+//!   sans-IO [`multipart`] parser; failures show as the "no signal" picture with the reason.
 //! - [`hub::FrameHub`] owns the source on its own thread, encodes each frame once and only while
 //!   someone watches, and shares the encoded bytes with every viewer.
 //! - [`jpeg`] wraps jpeg-encoder (SIMD on): YCbCr planes go in through its `ImageBuffer` trait
@@ -26,9 +31,14 @@
 //!   can be encoded in strips on several threads joined with restart markers; [`ptz`] is digital
 //!   pan/tilt/zoom (crop + scale).
 
+pub mod feed;
+pub mod file_source;
 pub mod font;
+pub mod http_auth;
+pub mod http_source;
 pub mod hub;
 pub mod jpeg;
+pub mod multipart;
 pub mod ptz;
 pub mod synthetic;
 #[cfg(feature = "webcam")]
@@ -265,6 +275,19 @@ pub enum SourceFrame<'a> {
     },
 }
 
+/// How a source that depends on something outside (a network camera, ffmpeg) fares.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SourceHealth {
+    /// Why there is no picture now, if there is none.
+    pub trouble: Option<String>,
+    /// Pictures received from the upstream.
+    pub frames: u64,
+    /// Malformed input dropped: bad multipart parts, parts that are no JPEG.
+    pub malformed: u64,
+    /// Failed connections, stalls, ended streams, ffmpeg exits.
+    pub failures: u64,
+}
+
 /// What a source did with a pan/tilt/zoom request.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PtzSplit {
@@ -287,6 +310,11 @@ pub trait FrameSource: Send {
     /// The node's name changed (the synthetic source draws it).
     fn set_label(&mut self, _label: &str) {}
 
+    /// How the source fares (network and file sources report their upstream's trouble).
+    fn health(&self) -> SourceHealth {
+        SourceHealth::default()
+    }
+
     /// Pan/tilt/zoom asked for. The default: everything digital.
     fn set_ptz(&mut self, ptz: Ptz) -> PtzSplit {
         PtzSplit {
@@ -297,7 +325,9 @@ pub trait FrameSource: Send {
 }
 
 /// Open the configured source. `auto` tries the webcam (when built with the `webcam` feature) and
-/// falls back to the synthetic source with a log line; `webcam` fails without one.
+/// falls back to the synthetic source with a log line; `webcam` fails without one. A network
+/// camera or a video file fails here only for what cannot get better by waiting (a bad URL, a
+/// missing file or ffmpeg); an unreachable camera is retried while someone watches.
 pub fn open_source(
     config: &Config,
     seed: &str,
@@ -311,7 +341,7 @@ pub fn open_source(
             label,
         ))
     };
-    match config.source {
+    match &config.source {
         SourceKind::Synthetic => Ok(synthetic()),
         SourceKind::Webcam => {
             open_webcam(config).map_err(|e| anyhow::anyhow!("source = webcam: {e}"))
@@ -322,6 +352,32 @@ pub fn open_source(
                 tracing::info!("no webcam ({e}); using the synthetic source");
                 Ok(synthetic())
             }
+        },
+        SourceKind::Url(url) => {
+            let feed = http_source::open(url, config.fps, config.width, config.height)
+                .map_err(|e| anyhow::anyhow!("source = {}: {e:#}", redact(url)))?;
+            Ok(Box::new(feed))
+        }
+        SourceKind::File(path) => {
+            let feed = file_source::open(path, config.width, config.height)
+                .map_err(|e| anyhow::anyhow!("source = file:{}: {e:#}", path.display()))?;
+            Ok(Box::new(feed))
+        }
+    }
+}
+
+/// A URL as it may be logged: any password replaced by `***`.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        // Unparsable: keep only what follows the user information, if any.
+        Err(_) => match url.rsplit_once('@') {
+            Some((_, host)) => format!("(URL with credentials)@{host}"),
+            None => url.to_owned(),
         },
     }
 }

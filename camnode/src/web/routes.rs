@@ -472,6 +472,7 @@ fn status(state: &WebState, conn: &ConnInfo, dir: &Directory, place: Place) -> V
         "peers": peers,
         "camera": {
             "source": stats.source,
+            "source_health": stats.source_health,
             "width": state.config.width,
             "height": state.config.height,
             "fps": stats.fps,
