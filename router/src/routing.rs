@@ -584,7 +584,7 @@ impl Recipe {
             }
         }
         let result = std::fs::create_dir_all(SYSCTL_RECORD_DIR)
-            .and_then(|()| crate::igd::persist::write_atomic(&record, text.as_bytes()));
+            .and_then(|()| crate::mapping::persist::write_atomic(&record, text.as_bytes()));
         if let Err(e) = result {
             warn!(
                 "setup: cannot record the sysctls to restore after a crash in {}: {e}",

@@ -494,7 +494,7 @@ async fn golden_descriptions_and_replies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn error_paths() {
     let igd = Igd::start(None, |c| {
-        c.table.rules = router::igd::Rules::parse("deny 1-1023 0.0.0.0/0 0-65535\n").unwrap();
+        c.table.rules = router::mapping::Rules::parse("deny 1-1023 0.0.0.0/0 0-65535\n").unwrap();
         c.table.max_per_client = 5;
     })
     .await;

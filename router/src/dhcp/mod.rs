@@ -42,7 +42,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::sync::{Notify, watch};
 
-use crate::igd::persist::write_atomic;
+use crate::mapping::persist::write_atomic;
 use crate::upnp::Clock;
 
 pub use self::core::{

@@ -11,7 +11,7 @@
 //! Expiry is absolute wall-clock time, so nothing needs adjusting on load. Offers are not
 //! saved (a client whose offer was lost sends a new DISCOVER). Host names are stored as
 //! [`super::wire::Message::host_name`] made them: no spaces. The file is written with
-//! [`crate::igd::persist::write_atomic`].
+//! [`crate::mapping::persist::write_atomic`].
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;

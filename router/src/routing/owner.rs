@@ -60,7 +60,7 @@ pub fn record() -> std::io::Result<()> {
         return Ok(());
     };
     std::fs::create_dir_all(SYSCTL_RECORD_DIR)?;
-    crate::igd::persist::write_atomic(&path, format!("{} {}\n", me.pid, me.start).as_bytes())
+    crate::mapping::persist::write_atomic(&path, format!("{} {}\n", me.pid, me.start).as_bytes())
 }
 
 /// Removes the record (teardown, or after recovering from a dead owner).
