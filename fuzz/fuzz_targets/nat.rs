@@ -56,7 +56,7 @@ struct Pkt {
 #[derive(Arbitrary, Debug)]
 enum Step {
     Packet(Pkt),
-    Raw(Vec<u8>),
+    Raw { wan: bool, bytes: Vec<u8> },
     AdvanceMs(u32),
     Expire,
     AddForward { udp: bool, ext: u8, host: u8, port: u8, remote: Option<u8>, lease: Option<u8> },
@@ -74,7 +74,14 @@ fn pick<T: Copy>(v: &[T], i: u8) -> T {
     v[usize::from(i) % v.len()]
 }
 
-fn build(p: &Pkt, wan: Ipv4Addr, sent: &[Vec<u8>]) -> Option<Vec<u8>> {
+/// The interface a packet arrives on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    Lan,
+    Wan,
+}
+
+fn build(p: &Pkt, wan: Ipv4Addr, sent: &[Vec<u8>]) -> Option<(Side, Vec<u8>)> {
     let host = pick(&HOSTS, p.host);
     let remote = pick(&REMOTES, p.remote);
     let (src, dst) = match p.dir % 5 {
@@ -86,6 +93,13 @@ fn build(p: &Pkt, wan: Ipv4Addr, sent: &[Vec<u8>]) -> Option<Vec<u8>> {
             let all = [host, remote, wan, LAN_ADDR, Ipv4Addr::BROADCAST];
             (pick(&all, p.sport), pick(&all, p.dport))
         }
+    };
+    // Mostly where the source lives; sometimes the other side (a spoofed source).
+    let side = match (p.dir % 5, p.ttl % 16) {
+        (1, 0) => Side::Lan,
+        (1, _) => Side::Wan,
+        (_, 0) => Side::Wan,
+        _ => Side::Lan,
     };
     let payload = &p.payload[..p.payload.len().min(1400)];
     let b = PacketBuilder::ipv4(src.octets(), dst.octets(), p.ttl);
@@ -125,15 +139,17 @@ fn build(p: &Pkt, wan: Ipv4Addr, sent: &[Vec<u8>]) -> Option<Vec<u8>> {
                 Ipv4Addr::new(q[16], q[17], q[18], q[19]),
             );
             let from = if p.dir % 2 == 0 { qd } else { remote };
+            let side = if HOSTS.contains(&from) { Side::Lan } else { Side::Wan };
             let ty = [3, 11, 12, 4, 5][usize::from(*ty) % 5];
             let n = (20 + usize::from(*len)).min(q.len());
             PacketBuilder::ipv4(from.octets(), qs.octets(), p.ttl)
                 .icmpv4_raw(ty, *code % 16, [0; 4])
                 .write(&mut out, &q[..n])
                 .ok()?;
+            return Some((side, out));
         }
     }
-    Some(out)
+    Some((side, out))
 }
 
 /// Cuts a whole packet into fragments of `chunk` payload bytes (RFC 791), IP checksum fixed.
@@ -160,9 +176,10 @@ fn fragments(p: &[u8], chunk: usize) -> Vec<Vec<u8>> {
     out
 }
 
-/// Runs one packet through the engine and checks what comes out.
-fn run(nat: &mut Nat, now: Instant, mut packet: Vec<u8>, sent: &mut Vec<Vec<u8>>) {
+/// Runs one packet that arrived on `side` through the engine and checks what comes out.
+fn run(nat: &mut Nat, now: Instant, side: Side, mut packet: Vec<u8>, sent: &mut Vec<Vec<u8>>) {
     let before = checksums(&packet);
+    let _ = side;
     let verdict = nat.process(now, &mut packet);
     if verdict == Verdict::Forward {
         let after = checksums(&packet).expect("a forwarded packet is IPv4");
@@ -197,7 +214,7 @@ fuzz_target!(|input: (u8, Vec<Step>)| {
     for step in steps.iter().take(128) {
         match step {
             Step::Packet(p) => {
-                let Some(packet) = build(p, nat.wan_addr(), &sent) else {
+                let Some((side, packet)) = build(p, nat.wan_addr(), &sent) else {
                     continue;
                 };
                 match p.fragment {
@@ -207,13 +224,16 @@ fuzz_target!(|input: (u8, Vec<Step>)| {
                             fs.rotate_left(1);
                         }
                         for f in fs {
-                            run(&mut nat, now, f, &mut sent);
+                            run(&mut nat, now, side, f, &mut sent);
                         }
                     }
-                    _ => run(&mut nat, now, packet, &mut sent),
+                    _ => run(&mut nat, now, side, packet, &mut sent),
                 }
             }
-            Step::Raw(bytes) => run(&mut nat, now, bytes.clone(), &mut sent),
+            Step::Raw { wan, bytes } => {
+                let side = if *wan { Side::Wan } else { Side::Lan };
+                run(&mut nat, now, side, bytes.clone(), &mut sent)
+            }
             Step::AdvanceMs(ms) => now += Duration::from_millis(u64::from(*ms % 3_600_000)),
             Step::Expire => nat.expire(now),
             Step::AddForward { udp, ext, host, port: p, remote, lease } => {
