@@ -137,9 +137,15 @@ fuzz_target!(|steps: Vec<Step>| {
                 .reservations
                 .iter()
                 .any(|(m, a)| Some(*m) == request.mac() && *a == yiaddr);
-            assert!(cfg.in_subnet(yiaddr), "{yiaddr} is not a host address of the LAN");
+            assert!(
+                cfg.in_subnet(yiaddr),
+                "{yiaddr} is not a host address of the LAN"
+            );
             let in_pool = (cfg.pool_start..=cfg.pool_end).contains(&yiaddr);
-            assert!(in_pool || reserved, "{yiaddr} outside the pool, not reserved");
+            assert!(
+                in_pool || reserved,
+                "{yiaddr} outside the pool, not reserved"
+            );
             assert!(
                 reserved || !cfg.reservations.iter().any(|(_, a)| *a == yiaddr),
                 "{yiaddr} is another client's reservation"
@@ -152,7 +158,10 @@ fuzz_target!(|steps: Vec<Step>| {
                 .find(|l| l.addr == yiaddr)
                 .expect("the acknowledged address has a record");
             assert_eq!(holder.state, LeaseState::Bound);
-            assert_eq!(holder.client, key, "{yiaddr} acknowledged to another client");
+            assert_eq!(
+                holder.client, key,
+                "{yiaddr} acknowledged to another client"
+            );
             assert!(holder.active(now));
         }
     }

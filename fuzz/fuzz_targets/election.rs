@@ -32,8 +32,16 @@ enum Msg {
 
 #[derive(Arbitrary, Debug)]
 enum Step {
-    Raw { peer: u8, data: Vec<u8> },
-    Msg { peer: u8, seq: u8, term: u8, msg: Msg },
+    Raw {
+        peer: u8,
+        data: Vec<u8>,
+    },
+    Msg {
+        peer: u8,
+        seq: u8,
+        term: u8,
+        msg: Msg,
+    },
     Timeout,
     AdvanceMs(u16),
     TookOver,
@@ -101,8 +109,11 @@ fn body(m: &Msg, current: u64) -> Body {
 fuzz_target!(|input: (u8, Vec<Step>)| {
     let (setup, steps) = input;
     let settings = Settings {
-        succession: [Succession::Random, Succession::PortOrder, Succession::NodeValue]
-            [usize::from(setup % 3)],
+        succession: [
+            Succession::Random,
+            Succession::PortOrder,
+            Succession::NodeValue,
+        ][usize::from(setup % 3)],
         ..Settings::default()
     };
     let t0 = Instant::now();
@@ -119,7 +130,12 @@ fuzz_target!(|input: (u8, Vec<Step>)| {
                     e.handle_message(now, addr(*peer), &m);
                 }
             }
-            Step::Msg { peer, seq, term: t, msg } => {
+            Step::Msg {
+                peer,
+                seq,
+                term: t,
+                msg,
+            } => {
                 let i = usize::from(*peer) % PEERS.len();
                 // Mostly in order; sometimes a duplicate or an old one.
                 seqs[i] = match seq % 4 {
@@ -158,13 +174,25 @@ fuzz_target!(|input: (u8, Vec<Step>)| {
         while let Some(t) = e.poll_transmit() {
             my_seq += 1;
             let m = Repr {
-                header: Header { node_id: ME, sequence: my_seq, term: t.term },
+                header: Header {
+                    node_id: ME,
+                    sequence: my_seq,
+                    term: t.term,
+                },
                 body: t.body,
             };
-            assert_eq!(Repr::parse(&m.emit()).as_ref(), Ok(&m), "our message reads back");
+            assert_eq!(
+                Repr::parse(&m.emit()).as_ref(),
+                Ok(&m),
+                "our message reads back"
+            );
         }
         while e.poll_event().is_some() {}
-        assert!(e.term() >= term, "term went down from {term} to {}", e.term());
+        assert!(
+            e.term() >= term,
+            "term went down from {term} to {}",
+            e.term()
+        );
         term = e.term();
     }
 });

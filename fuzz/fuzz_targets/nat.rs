@@ -28,12 +28,24 @@ const PORTS: [u16; 6] = [80, 1024, 8080, 40000, 65535, 0];
 
 #[derive(Arbitrary, Debug)]
 enum Kind {
-    Tcp { flags: u8 },
-    Udp { no_checksum: bool },
-    Echo { reply: bool, id: u16 },
+    Tcp {
+        flags: u8,
+    },
+    Udp {
+        no_checksum: bool,
+    },
+    Echo {
+        reply: bool,
+        id: u16,
+    },
     /// An ICMP error quoting one of the packets the engine forwarded before (`quote`-th last),
     /// sent back towards where it came from.
-    Error { ty: u8, code: u8, quote: u8, len: u8 },
+    Error {
+        ty: u8,
+        code: u8,
+        quote: u8,
+        len: u8,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -56,11 +68,24 @@ struct Pkt {
 #[derive(Arbitrary, Debug)]
 enum Step {
     Packet(Pkt),
-    Raw { wan: bool, bytes: Vec<u8> },
+    Raw {
+        wan: bool,
+        bytes: Vec<u8>,
+    },
     AdvanceMs(u32),
     Expire,
-    AddForward { udp: bool, ext: u8, host: u8, port: u8, remote: Option<u8>, lease: Option<u8> },
-    RemoveForward { udp: bool, ext: u8 },
+    AddForward {
+        udp: bool,
+        ext: u8,
+        host: u8,
+        port: u8,
+        remote: Option<u8>,
+        lease: Option<u8>,
+    },
+    RemoveForward {
+        udp: bool,
+        ext: u8,
+    },
     SetWan(bool),
     Flush,
 }
@@ -116,7 +141,9 @@ fn build(p: &Pkt, wan: Ipv4Addr, sent: &[Vec<u8>]) -> Option<(Side, Vec<u8>)> {
             b.tcp_header(h).write(&mut out, payload).ok()?;
         }
         Kind::Udp { no_checksum } => {
-            b.udp(port(p.sport), port(p.dport)).write(&mut out, payload).ok()?;
+            b.udp(port(p.sport), port(p.dport))
+                .write(&mut out, payload)
+                .ok()?;
             if *no_checksum {
                 let ihl = usize::from(out[0] & 0x0f) * 4;
                 out[ihl + 6] = 0;
@@ -131,15 +158,27 @@ fn build(p: &Pkt, wan: Ipv4Addr, sent: &[Vec<u8>]) -> Option<(Side, Vec<u8>)> {
             };
             b.write(&mut out, payload).ok()?;
         }
-        Kind::Error { ty, code, quote, len } => {
-            let q = sent.iter().rev().nth(usize::from(*quote) % sent.len().max(1))?;
+        Kind::Error {
+            ty,
+            code,
+            quote,
+            len,
+        } => {
+            let q = sent
+                .iter()
+                .rev()
+                .nth(usize::from(*quote) % sent.len().max(1))?;
             // The quoted packet went from `qs` to `qd`: its error comes from `qd`'s side.
             let (qs, qd) = (
                 Ipv4Addr::new(q[12], q[13], q[14], q[15]),
                 Ipv4Addr::new(q[16], q[17], q[18], q[19]),
             );
             let from = if p.dir % 2 == 0 { qd } else { remote };
-            let side = if HOSTS.contains(&from) { Side::Lan } else { Side::Wan };
+            let side = if HOSTS.contains(&from) {
+                Side::Lan
+            } else {
+                Side::Wan
+            };
             let ty = [3, 11, 12, 4, 5][usize::from(*ty) % 5];
             let n = (20 + usize::from(*len)).min(q.len());
             PacketBuilder::ipv4(from.octets(), qs.octets(), p.ttl)
@@ -185,7 +224,11 @@ fn run(nat: &mut Nat, now: Instant, side: Side, mut packet: Vec<u8>, sent: &mut 
         let after = checksums(&packet).expect("a forwarded packet is IPv4");
         assert!(after.ip_ok, "IP header checksum broken: {packet:02x?}");
         if before.and_then(|b| b.l4_ok) == Some(true) {
-            assert_eq!(after.l4_ok, Some(true), "transport checksum broken: {packet:02x?}");
+            assert_eq!(
+                after.l4_ok,
+                Some(true),
+                "transport checksum broken: {packet:02x?}"
+            );
         }
         if sent.len() >= 16 {
             sent.remove(0);
@@ -194,7 +237,10 @@ fn run(nat: &mut Nat, now: Instant, side: Side, mut packet: Vec<u8>, sent: &mut 
     }
     while let Some(p) = nat.poll_transmit() {
         let after = checksums(&p).expect("a released fragment is IPv4");
-        assert!(after.ip_ok, "IP header checksum of a released fragment broken: {p:02x?}");
+        assert!(
+            after.ip_ok,
+            "IP header checksum of a released fragment broken: {p:02x?}"
+        );
     }
 }
 
@@ -236,7 +282,14 @@ fuzz_target!(|input: (u8, Vec<Step>)| {
             }
             Step::AdvanceMs(ms) => now += Duration::from_millis(u64::from(*ms % 3_600_000)),
             Step::Expire => nat.expire(now),
-            Step::AddForward { udp, ext, host, port: p, remote, lease } => {
+            Step::AddForward {
+                udp,
+                ext,
+                host,
+                port: p,
+                remote,
+                lease,
+            } => {
                 let _ = nat.add_forward(Forward {
                     protocol: if *udp { Protocol::Udp } else { Protocol::Tcp },
                     external_port: port(*ext),

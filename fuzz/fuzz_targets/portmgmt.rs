@@ -34,7 +34,10 @@ const CAMERA: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 30);
 enum Answer {
     /// What the router answers.
     Real,
-    Raw { status: u16, body: Vec<u8> },
+    Raw {
+        status: u16,
+        body: Vec<u8>,
+    },
     Fault(u16),
     Fail,
 }
@@ -80,7 +83,10 @@ impl Router {
             return ok(200, desc.into_bytes());
         };
         let Ok(areq) = ActionRequest::parse(body) else {
-            return ok(500, Fault::from(shared::upnp_error::UpnpError::InvalidAction).emit());
+            return ok(
+                500,
+                Fault::from(shared::upnp_error::UpnpError::InvalidAction).emit(),
+            );
         };
         let kind = if req.url.path.contains("CIC") || areq.service_type.contains("Common") {
             ServiceKind::WanCommonInterfaceConfig
@@ -170,11 +176,23 @@ fuzz_target!(|input: (u8, Vec<Step>)| {
             }
             Step::SsdpRaw(data) => {
                 let from = SocketAddr::from((LAN_ADDR, 1900));
-                pm.handle_input(now, Input::Ssdp { from, data: data.clone() });
+                pm.handle_input(
+                    now,
+                    Input::Ssdp {
+                        from,
+                        data: data.clone(),
+                    },
+                );
             }
             Step::Lan { peer, data } => {
                 let from = SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 40 + peer % 4), 17777);
-                pm.handle_input(now, Input::Lan { from, data: data.clone() });
+                pm.handle_input(
+                    now,
+                    Input::Lan {
+                        from,
+                        data: data.clone(),
+                    },
+                );
             }
             Step::Rename(name) => {
                 pm.handle_input(now, Input::Command(NodeCommand::Rename(name.clone())));

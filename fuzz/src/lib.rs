@@ -59,7 +59,10 @@ pub fn checksums(packet: &[u8]) -> Option<Checksums> {
             if udp.checksum() == 0 || usize::from(udp.length()) != data.len() {
                 None
             } else {
-                let sum = udp.to_header().calc_checksum_ipv4(&header, &data[8..]).ok()?;
+                let sum = udp
+                    .to_header()
+                    .calc_checksum_ipv4(&header, &data[8..])
+                    .ok()?;
                 Some(sum == udp.checksum())
             }
         }

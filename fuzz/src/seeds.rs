@@ -70,8 +70,14 @@ fn lan() -> Vec<Vec<u8>> {
     let ext = Some(WAN_ADDR);
     let bodies = [
         Body::PortNotice(notice("camera 2")),
-        Body::PortNoticeAck(lanproto::PortNoticeAck { acked_sequence: 7, external_addr: ext }),
-        Body::Inquiry(lanproto::Inquiry { external_port: 8080, external_addr: ext }),
+        Body::PortNoticeAck(lanproto::PortNoticeAck {
+            acked_sequence: 7,
+            external_addr: ext,
+        }),
+        Body::Inquiry(lanproto::Inquiry {
+            external_port: 8080,
+            external_addr: ext,
+        }),
         Body::InquiryAnswer(lanproto::InquiryAnswer {
             acked_sequence: 9,
             node: notice("porch"),
@@ -79,8 +85,13 @@ fn lan() -> Vec<Vec<u8>> {
         Body::ByeBye,
         Body::PresenceInquiry,
         Body::PresenceAnswer(lanproto::PresenceAnswer { acked_sequence: 3 }),
-        Body::Candidacy(lanproto::Candidacy { external_port: Some(8082) }),
-        Body::RotationNotice(lanproto::RotationNotice { external_port: 8080, external_addr: ext }),
+        Body::Candidacy(lanproto::Candidacy {
+            external_port: Some(8082),
+        }),
+        Body::RotationNotice(lanproto::RotationNotice {
+            external_port: 8080,
+            external_addr: ext,
+        }),
         Body::Conflict(lanproto::Conflict {
             node_id: 2,
             term: 4,
@@ -91,7 +102,11 @@ fn lan() -> Vec<Vec<u8>> {
         .into_iter()
         .enumerate()
         .map(|(i, body)| {
-            let header = Header { node_id: 0x1234, sequence: 100 + i as u64, term: 3 };
+            let header = Header {
+                node_id: 0x1234,
+                sequence: 100 + i as u64,
+                term: 3,
+            };
             Repr { header, body }.emit()
         })
         .collect()
@@ -152,7 +167,11 @@ fn igd_core() -> (Core, Nat, Instant) {
         TableConfig::default(),
         t0,
     );
-    (core, Nat::new(NatConfig::new(WAN_ADDR, LAN_ADDR, 24), 1), t0)
+    (
+        core,
+        Nat::new(NatConfig::new(WAN_ADDR, LAN_ADDR, 24), 1),
+        t0,
+    )
 }
 
 /// What the router's core answers to the requests above (and to garbage).
@@ -207,7 +226,11 @@ fn gena() -> Vec<Vec<u8>> {
             statevar: None,
         })
         .emit(path, host),
-        GenaRequest::Renew { sid: sid.clone(), timeout: Some(Timeout::Infinite) }.emit(path, host),
+        GenaRequest::Renew {
+            sid: sid.clone(),
+            timeout: Some(Timeout::Infinite),
+        }
+        .emit(path, host),
         GenaRequest::Unsubscribe { sid: sid.clone() }.emit(path, host),
         SubscribeResponse {
             sid,
@@ -232,9 +255,17 @@ fn actions() -> Vec<(&'static str, Action)> {
         description: "homenet-cam v1 0000000000001234 porch & <garden>".into(),
         lease_duration: 3600,
     };
-    let key = MappingKey { remote_host: None, external_port: 8080, protocol: Protocol::Tcp };
-    let range =
-        PortRange { start_port: 1, end_port: 65535, protocol: Protocol::Tcp, manage: false };
+    let key = MappingKey {
+        remote_host: None,
+        external_port: 8080,
+        protocol: Protocol::Tcp,
+    };
+    let range = PortRange {
+        start_port: 1,
+        end_port: 65535,
+        protocol: Protocol::Tcp,
+        manage: false,
+    };
     let ip = "WANIPConnection:2";
     vec![
         (ip, Action::AddPortMapping(add.clone())),
@@ -246,9 +277,15 @@ fn actions() -> Vec<(&'static str, Action)> {
         (ip, Action::GetStatusInfo),
         (ip, Action::DeletePortMapping(key)),
         (ip, Action::DeletePortMappingRange(range)),
-        ("WANCommonInterfaceConfig:1", Action::GetCommonLinkProperties),
+        (
+            "WANCommonInterfaceConfig:1",
+            Action::GetCommonLinkProperties,
+        ),
         ("Layer3Forwarding:1", Action::GetDefaultConnectionService),
-        ("WANIPConnection:1", Action::QueryStateVariable("ExternalIPAddress".into())),
+        (
+            "WANIPConnection:1",
+            Action::QueryStateVariable("ExternalIPAddress".into()),
+        ),
     ]
 }
 
@@ -265,7 +302,10 @@ fn kind_of(st: &str) -> ServiceKind {
 fn soap_requests() -> Vec<Vec<u8>> {
     actions()
         .into_iter()
-        .map(|(st, a)| a.to_request(&format!("urn:schemas-upnp-org:service:{st}")).emit())
+        .map(|(st, a)| {
+            a.to_request(&format!("urn:schemas-upnp-org:service:{st}"))
+                .emit()
+        })
         .collect()
 }
 
@@ -306,7 +346,11 @@ fn xml() -> Vec<Vec<u8>> {
         );
     }
     out.extend(scpds(2).into_iter().map(|(_, s)| s.into_bytes()));
-    let event = EventNotify { sid: "uuid:x".into(), seq: 1, properties: vec![("A".into(), "<&>".into())] };
+    let event = EventNotify {
+        sid: "uuid:x".into(),
+        seq: 1,
+        properties: vec![("A".into(), "<&>".into())],
+    };
     out.push(event.body().into_bytes());
     let entry = shared::igd::PortMappingEntry {
         remote_host: None,
