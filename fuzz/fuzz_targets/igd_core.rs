@@ -19,7 +19,7 @@ use homenet_fuzz::{LAN_ADDR, WAN_ADDR};
 use libfuzzer_sys::fuzz_target;
 use router::igd::{Mapping, TableConfig};
 use router::nat::{self, Forward, Nat, NatConfig};
-use router::upnp::core::{Core, CoreConfig};
+use router::upnp::core::Core;
 use shared::igd::{Action, AddPortMapping, MappingKey, PortRange, Protocol, ServiceKind};
 use shared::natpmp::{
     NatPmpProtocol, NatPmpRequest, NatPmpResponse, PcpMap, PcpOpcode, PcpRequest, PcpResponse,
@@ -285,12 +285,7 @@ fuzz_target!(|steps: Vec<Step>| {
         max_per_client: 4,
         ..TableConfig::default()
     };
-    let cfg = CoreConfig {
-        igd_version: 2,
-        wan_conn_uuid: "4f1c2a3b-0000-4000-8000-000000000003".into(),
-        link_bit_rates: (1_000_000, 10_000_000),
-    };
-    let mut core = Core::new(cfg, table, t0);
+    let mut core = homenet_fuzz::igd_core(table, t0);
     for step in steps.iter().take(64) {
         let before = snapshot(&core);
         let mut caller = None;
@@ -399,7 +394,10 @@ fuzz_target!(|steps: Vec<Step>| {
                     // §7.1: two servers never answer each other), at most 1100 bytes (§7);
                     // error answers echo opcodes our own parsers do not know.
                     assert!(answer.len() >= 8 && answer.len() <= 1100, "{answer:02x?}");
-                    assert!(answer[1] & 0x80 != 0, "answer {answer:02x?} is not a response");
+                    assert!(
+                        answer[1] & 0x80 != 0,
+                        "answer {answer:02x?} is not a response"
+                    );
                 }
             }
             Step::AdminDelete { ext, udp } => {

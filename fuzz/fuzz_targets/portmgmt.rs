@@ -21,8 +21,7 @@ use homenet_fuzz::{LAN_ADDR, WAN_ADDR};
 use libfuzzer_sys::fuzz_target;
 use router::igd::TableConfig;
 use router::nat::{Nat, NatConfig};
-use router::upnp::core::{Core, CoreConfig};
-use shared::description::{RootConfig, root_description};
+use router::upnp::core::Core;
 use shared::igd::ServiceKind;
 use shared::lanproto::Repr;
 use shared::soap::{ActionRequest, Fault};
@@ -70,16 +69,7 @@ impl Router {
             })
         };
         let Some(body) = &req.body else {
-            let desc = root_description(&RootConfig {
-                igd_version: if self.v2 { 2 } else { 1 },
-                uuids: [
-                    "4f1c2a3b-0000-4000-8000-000000000001".into(),
-                    "4f1c2a3b-0000-4000-8000-000000000002".into(),
-                    "4f1c2a3b-0000-4000-8000-000000000003".into(),
-                ],
-                info: router::upnp::default_info(),
-                config_id: 1,
-            });
+            let desc = homenet_fuzz::description(if self.v2 { 2 } else { 1 });
             return ok(200, desc.into_bytes());
         };
         let Ok(areq) = ActionRequest::parse(body) else {
@@ -109,15 +99,7 @@ fuzz_target!(|input: (u8, Vec<Step>)| {
     let t0 = Instant::now();
     let mut now = t0;
     let mut router = Router {
-        core: Core::new(
-            CoreConfig {
-                igd_version: 2,
-                wan_conn_uuid: "4f1c2a3b-0000-4000-8000-000000000003".into(),
-                link_bit_rates: (1_000_000, 10_000_000),
-            },
-            TableConfig::default(),
-            t0,
-        ),
+        core: homenet_fuzz::igd_core(TableConfig::default(), t0),
         nat: Nat::new(NatConfig::new(WAN_ADDR, LAN_ADDR, 24), 3),
         v2: setup & 1 != 0,
     };
@@ -164,7 +146,8 @@ fuzz_target!(|input: (u8, Vec<Step>)| {
                     server: router::upnp::SERVER.into(),
                     st: format!("urn:schemas-upnp-org:device:InternetGatewayDevice:{v}"),
                     usn: format!(
-                        "uuid:4f1c2a3b-0000-4000-8000-000000000001::urn:schemas-upnp-org:device:InternetGatewayDevice:{v}"
+                        "uuid:{}::urn:schemas-upnp-org:device:InternetGatewayDevice:{v}",
+                        homenet_fuzz::UUIDS[0]
                     ),
                     boot_id: Some(u32::from(*boot_id % 3)),
                     config_id: Some(1),

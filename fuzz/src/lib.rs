@@ -3,7 +3,12 @@
 
 use std::net::Ipv4Addr;
 
+use std::time::Instant;
+
+use router::igd::TableConfig;
+use router::upnp::core::{Core, CoreConfig};
 use router::upnp::ssdp::Advertiser;
+use shared::description::{RootConfig, root_description};
 use shared::ssdp::IgdIdentity;
 
 /// The router's LAN address in every fixture (the lab's).
@@ -11,13 +16,20 @@ pub const LAN_ADDR: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 1);
 /// The router's WAN address in every fixture (documentation range, as the lab's).
 pub const WAN_ADDR: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
 
+/// The UUIDs of the router's root device, WANDevice and WANConnectionDevice.
+pub const UUIDS: [&str; 3] = [
+    "4f1c2a3b-0000-4000-8000-000000000001",
+    "4f1c2a3b-0000-4000-8000-000000000002",
+    "4f1c2a3b-0000-4000-8000-000000000003",
+];
+
 /// The IGD the router advertises by SSDP, version `version`.
 pub fn advertiser(version: u32) -> Advertiser {
     Advertiser {
         id: IgdIdentity {
-            root_uuid: "4f1c2a3b-0000-4000-8000-000000000001".into(),
-            wan_uuid: "4f1c2a3b-0000-4000-8000-000000000002".into(),
-            wan_conn_uuid: "4f1c2a3b-0000-4000-8000-000000000003".into(),
+            root_uuid: UUIDS[0].into(),
+            wan_uuid: UUIDS[1].into(),
+            wan_conn_uuid: UUIDS[2].into(),
             version,
         },
         location: "http://192.168.1.1:5000/rootDesc.xml".into(),
@@ -27,6 +39,26 @@ pub fn advertiser(version: u32) -> Advertiser {
         boot_id: 1,
         config_id: 1,
     }
+}
+
+/// The router's root description, IGD version `version`.
+pub fn description(version: u32) -> String {
+    root_description(&RootConfig {
+        igd_version: version,
+        uuids: UUIDS.map(String::from),
+        info: router::upnp::default_info(),
+        config_id: 1,
+    })
+}
+
+/// The router's IGD core (IGD:2) over `table`, started at `t0`.
+pub fn igd_core(table: TableConfig, t0: Instant) -> Core {
+    let cfg = CoreConfig {
+        igd_version: 2,
+        wan_conn_uuid: UUIDS[2].into(),
+        link_bit_rates: (1_000_000, 10_000_000),
+    };
+    Core::new(cfg, table, t0)
 }
 
 /// Whether the checksums of an IPv4 packet hold, recomputed by etherparse (the IP header;

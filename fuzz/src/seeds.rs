@@ -10,8 +10,8 @@ use std::time::Instant;
 use router::dhcp::wire::{Message, MessageType, opt};
 use router::igd::TableConfig;
 use router::nat::{Nat, NatConfig};
-use router::upnp::core::{Core, CoreConfig};
-use shared::description::{RootConfig, root_description, scpds};
+use router::upnp::core::Core;
+use shared::description::scpds;
 use shared::gena::{EventNotify, GenaRequest, SubscribeResponse, Subscription, Timeout};
 use shared::igd::{Action, AddPortMapping, MappingKey, PortRange, Protocol, ServiceKind};
 use shared::lanproto::{self, Body, Header, PortNotice, Repr};
@@ -158,15 +158,7 @@ fn pmp_requests() -> Vec<Vec<u8>> {
 
 fn igd_core() -> (Core, Nat, Instant) {
     let t0 = Instant::now();
-    let core = Core::new(
-        CoreConfig {
-            igd_version: 2,
-            wan_conn_uuid: "4f1c2a3b-0000-4000-8000-000000000003".into(),
-            link_bit_rates: (1_000_000, 10_000_000),
-        },
-        TableConfig::default(),
-        t0,
-    );
+    let core = crate::igd_core(TableConfig::default(), t0);
     (
         core,
         Nat::new(NatConfig::new(WAN_ADDR, LAN_ADDR, 24), 1),
@@ -331,19 +323,7 @@ fn soap_responses() -> Vec<Vec<u8>> {
 fn xml() -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for version in [1, 2] {
-        out.push(
-            root_description(&RootConfig {
-                igd_version: version,
-                uuids: [
-                    "4f1c2a3b-0000-4000-8000-000000000001".into(),
-                    "4f1c2a3b-0000-4000-8000-000000000002".into(),
-                    "4f1c2a3b-0000-4000-8000-000000000003".into(),
-                ],
-                info: router::upnp::default_info(),
-                config_id: 1,
-            })
-            .into_bytes(),
-        );
+        out.push(crate::description(version).into_bytes());
     }
     out.extend(scpds(2).into_iter().map(|(_, s)| s.into_bytes()));
     let event = EventNotify {
