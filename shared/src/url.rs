@@ -2,8 +2,14 @@
 //! port and path, and resolve a relative reference against a base (RFC 3986 §5.2), as a
 //! control point must for `controlURL` (UDA 1.1 §2.3: relative to `URLBase` or, without one,
 //! to the description's LOCATION).
+//!
+//! The URLs come from LAN devices (SSDP LOCATION, descriptions, GENA CALLBACK) and end up on a
+//! request line and in a Host field, so what cannot be written there as is is refused: a host
+//! that is not a name, an IPv4 address or a bracketed IPv6 address (RFC 3986 §3.2.2), and
+//! control characters or spaces in the path (CR LF would inject header fields, RFC 9112 §3).
 
 use std::fmt;
+use std::net::Ipv6Addr;
 
 /// An absolute `http://` URL, split.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,22 +45,23 @@ impl HttpUrl {
                 None if after.is_empty() => 80,
                 None => return None,
             };
-            (h, port)
+            valid_ipv6_literal(h).then_some((h, port))?
         } else {
-            match authority.rsplit_once(':') {
+            let (h, port) = match authority.rsplit_once(':') {
                 Some((h, p)) => (h, if p.is_empty() { 80 } else { p.parse().ok()? }),
                 None => (authority, 80),
-            }
+            };
+            valid_reg_name(h).then_some((h, port))?
         };
-        if host.is_empty() {
-            return None;
-        }
         let path = path.split('#').next().unwrap_or("/");
         let path = if path.starts_with('/') {
             path.to_string()
         } else {
             format!("/{path}")
         };
+        if !valid_path(&path) {
+            return None;
+        }
         Some(HttpUrl {
             host: host.to_string(),
             port,
@@ -83,12 +90,39 @@ impl HttpUrl {
             let rel = r.strip_prefix("./").unwrap_or(r);
             format!("{}{rel}", if dir.is_empty() { "/" } else { dir })
         };
+        let path = path.split('#').next().unwrap_or("/").to_string();
+        if !valid_path(&path) {
+            return None;
+        }
         Some(HttpUrl {
             host: self.host.clone(),
             port: self.port,
             path,
         })
     }
+}
+
+/// A registered name or an IPv4 address (RFC 3986 §3.2.2 reg-name, unreserved characters and
+/// percent-encoding; the sub-delimiters are not used in device URLs and are refused).
+fn valid_reg_name(host: &str) -> bool {
+    !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b))
+}
+
+/// The inside of `[...]`: an IPv6 address, optionally with a zone (RFC 6874: `%25` + name).
+fn valid_ipv6_literal(host: &str) -> bool {
+    let (addr, zone) = host.split_once('%').unwrap_or((host, ""));
+    addr.parse::<Ipv6Addr>().is_ok()
+        && zone
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b))
+}
+
+/// A path and query that can go on a request line as is: no control characters, no spaces.
+fn valid_path(path: &str) -> bool {
+    !path.chars().any(|c| c.is_control() || c == ' ')
 }
 
 impl fmt::Display for HttpUrl {

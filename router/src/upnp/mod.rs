@@ -20,7 +20,7 @@
 pub mod core;
 pub mod events;
 pub mod http;
-mod http1;
+pub mod http1;
 pub mod natpmp;
 pub mod pcp;
 pub mod ssdp;
