@@ -1,0 +1,1 @@
+//! The relay server of seed 003 (see `relay/README.md`).
