@@ -1,0 +1,127 @@
+# shellcheck shell=bash
+# `lab demo` and `lab tour`: cameras, the 127.0.0.1 proxies, the scripted tour. Sourced by `lab`.
+
+cmd_demo() {
+	local prefix=demo cams=3 proxy_port=8118 lan_port=8119 args=() wait=1
+	while [ $# -gt 0 ]; do
+		case $1 in
+		--prefix) prefix=${2:?--prefix needs a value}; shift 2 ;;
+		--cams) cams=${2:?--cams needs a number}; shift 2 ;;
+		--proxy-port) proxy_port=${2:?--proxy-port needs a port}; shift 2 ;;
+		--lan-proxy-port) lan_port=${2:?--lan-proxy-port needs a port}; shift 2 ;;
+		--no-wait) wait=0; shift ;;
+		*) args+=("$1"); shift ;;
+		esac
+	done
+	need_root
+	[[ $cams =~ ^[0-9]+$ ]] && [ "$cams" -ge 1 ] && [ "$cams" -le 20 ] || die "demo --cams $cams: choose 1 to 20"
+	# Ctrl-C, a terminal closing or a kill: everything the demo created goes.
+	[ $wait -eq 1 ] && trap 'quiet_cleanup; echo; say "stopping the demo"; teardown "'"$prefix"'"; exit 0' INT TERM HUP
+	# One spare camera namespace, started by `lab tour` to show a camera joining.
+	(cmd_up --prefix "$prefix" --force --cams $((cams + 1)) "${args[@]}") >/dev/null || exit 1
+	local dir wan bin i
+	dir=$(state_dir "$prefix")
+	wan=$(sed -n 's/^wan=//p' "$dir/config")
+	wan=${wan%/*}
+	bin=$(camnode_bin)
+	for i in $(seq 1 "$cams"); do start_camnode "$prefix" "cam$i"; sleep 0.3; done
+	echo "spare_cam=cam$((cams + 1))" >>"$dir/config"
+	# The views for a browser on this machine: only 127.0.0.1 on the host side.
+	start_nsproxy "$prefix" inet "$proxy_port"
+	start_nsproxy "$prefix" viewer "$lan_port"
+	wait_for 15 "representative" in_ns "$(ns_name "$prefix" inet)" curl -sf -m 1 -o /dev/null "http://$wan:8080/" ||
+		die "no camera answered on http://$wan:8080/ within 15 s; see $dir/camnode-cam1.log"
+	cat <<EOF
+
+The demo lab "$prefix" is up: our router, $cams cameras (camnode), a LAN viewer.
+
+What an internet user sees (a browser whose HTTP proxy is 127.0.0.1:$proxy_port):
+  chromium --proxy-server=http://127.0.0.1:$proxy_port http://$wan:8080/
+  curl -x http://127.0.0.1:$proxy_port http://$wan:8080/status.json
+What a LAN user sees, and the router's admin page (proxy 127.0.0.1:$lan_port):
+  chromium --proxy-server=http://127.0.0.1:$lan_port http://192.168.1.1/
+  curl -x http://127.0.0.1:$lan_port http://$(node_addr "$prefix" cam1):8080/
+A scripted tour (rename a camera, add one, stop the representative):
+  $0 tour --prefix $prefix
+More: $0 status --prefix $prefix; $0 exec --prefix $prefix cam1 -- traceroute -n 198.51.100.10
+EOF
+	[ $wait -eq 1 ] || return 0
+	echo "Press Ctrl-C to stop; everything the demo created is removed."
+	while true; do sleep 3600 & wait $!; done
+}
+
+camnode_bin() {
+	if [ -n "${CAMNODE_BIN:-}" ]; then
+		[ -x "$CAMNODE_BIN" ] || die "CAMNODE_BIN=$CAMNODE_BIN is not an executable"
+		echo "$CAMNODE_BIN"; return
+	fi
+	local b best=""
+	for b in "$REPO_DIR/target/release/camnode" "$REPO_DIR/target/debug/camnode"; do
+		[ -x "$b" ] || continue
+		if [ -z "$best" ] || [ "$b" -nt "$best" ]; then best=$b; fi
+	done
+	if [ -z "$best" ]; then
+		command -v cargo >/dev/null || die "no camnode binary: build it with 'cargo build --release -p camnode' or set CAMNODE_BIN"
+		say "building the camera node (cargo build --release -p camnode)"
+		(cd "$REPO_DIR" && cargo build --release -q -p camnode >&2) || die "building camnode failed"
+		best=$REPO_DIR/target/release/camnode
+	fi
+	echo "$best"
+}
+
+start_camnode() { # prefix node: a camera node with its state in the lab's state
+	local p=$1 node=$2 dir
+	dir=$(state_dir "$p")
+	ip netns exec "$(ns_name "$p" "$node")" "$(camnode_bin)" --state-dir "$dir/$node-state" \
+		>>"$dir/camnode-$node.log" 2>&1 &
+	echo $! >"$dir/camnode-$node.pid"
+}
+
+start_nsproxy() { # prefix node port: 127.0.0.1:port on the host, connections from inside node
+	local p=$1 node=$2 port=$3 dir
+	dir=$(state_dir "$p")
+	python3 "$LAB_DIR/nsproxy.py" --listen "127.0.0.1:$port" --netns "$(ns_name "$p" "$node")" \
+		>>"$dir/nsproxy-$node.log" 2>&1 &
+	wait_for 5 "proxy on 127.0.0.1:$port" grep -q nsproxy "$dir/nsproxy-$node.log" ||
+		die "the proxy on 127.0.0.1:$port did not start (port in use? --proxy-port); see $dir/nsproxy-$node.log"
+}
+
+cmd_tour() {
+	local prefix=demo step_wait=6
+	while [ $# -gt 0 ]; do
+		case $1 in
+		--prefix) prefix=${2:?--prefix needs a value}; shift 2 ;;
+		--pause) step_wait=${2:?--pause needs seconds}; shift 2 ;;
+		*) die "tour: unknown option $1" ;;
+		esac
+	done
+	need_root
+	local dir wan inet spare rep_pid
+	dir=$(state_dir "$prefix")
+	[ -f "$dir/config" ] || die "no lab $prefix: start it with 'lab demo --prefix $prefix'"
+	wan=$(sed -n 's/^wan=//p' "$dir/config")
+	wan=${wan%/*}
+	inet=$(ns_name "$prefix" inet)
+	show() {
+		echo "   http://$wan:8080/ lists:"
+		in_ns "$inet" curl -s -m 3 "http://$wan:8080/status.json" |
+			python3 -c 'import json,sys; d=json.load(sys.stdin); print("     representative:", d["name"]); [print("     -", p["name"], p["url"]) for p in d["peers"]]' 2>/dev/null ||
+			echo "     (no answer on :8080)"
+	}
+	echo "1. The cameras as the internet sees them."; show
+	echo "2. Rename cam2 to \"garden\" (from the LAN)."
+	in_ns "$(ns_name "$prefix" viewer)" curl -s -m 3 -o /dev/null -d 'name=garden' "http://$(node_addr "$prefix" cam2):8081/name" || true
+	sleep 2; show
+	spare=$(sed -n 's/^spare_cam=//p' "$dir/config")
+	if [ -n "$spare" ] && [ ! -f "$dir/camnode-$spare.pid" ]; then
+		echo "3. A new camera joins ($spare); it names itself with the lowest free automatic name."
+		start_camnode "$prefix" "$spare"; sleep 2; show
+	fi
+	rep_pid=$(cat "$dir/camnode-cam1.pid" 2>/dev/null || true)
+	if [ -n "$rep_pid" ] && kill -0 "$rep_pid" 2>/dev/null; then
+		echo "4. The representative (cam1) is switched off; another camera takes over :8080."
+		kill -TERM "$rep_pid"
+		sleep "$step_wait"; show
+	fi
+}
+

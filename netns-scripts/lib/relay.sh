@@ -1,0 +1,157 @@
+# shellcheck shell=bash
+# The relays of the lab (seed 003, issue 12): the `relay` binary in P-relay1..N, a per-lab CA and
+# certificates, each camera's identity and secret, and the options a camera starts with.
+# Sourced by `lab`. Everything lives in the lab's state directory, removed by `down`.
+
+RELAY_UDP_PORT=17780   # docs/relay-protocol.md: device notifications
+RELAY_BACK_PORT=17781  # TLS back-connections
+RELAY_HTTPS_PORT=443   # viewers
+RELAY_HTTP_PORT=80     # viewers, plain HTTP (lab only)
+
+relay_bin() {
+	if [ -n "${RELAY_BIN:-}" ]; then
+		[ -x "$RELAY_BIN" ] || die "RELAY_BIN=$RELAY_BIN is not an executable"
+		echo "$RELAY_BIN"; return
+	fi
+	local b best=""
+	for b in "$REPO_DIR/target/release/relay" "$REPO_DIR/target/debug/relay"; do
+		[ -x "$b" ] || continue
+		if [ -z "$best" ] || [ "$b" -nt "$best" ]; then best=$b; fi
+	done
+	if [ -z "$best" ]; then
+		command -v cargo >/dev/null || die "no relay binary: build it with 'cargo build --release -p relay' or set RELAY_BIN"
+		say "building the relay (cargo build --release -p relay)"
+		(cd "$REPO_DIR" && cargo build --release -q -p relay >&2) || die "building the relay failed"
+		best=$REPO_DIR/target/release/relay
+	fi
+	echo "$best"
+}
+
+# The lab's CA and one certificate per relay (its address as IP SAN), made with openssl: an
+# EC P-256 CA valid for a week (a lab lives minutes), leaf certificates signed by it.
+make_relay_certs() { # prefix relays
+	local p=$1 n=$2 d i addr
+	d=$(state_dir "$p")/relay
+	mkdir -p "$d"
+	openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+		-keyout "$d/ca.key" -out "$d/ca.pem" -days 7 -subj "/CN=homenet lab $p CA" \
+		-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+		>/dev/null 2>&1 || die "openssl could not make the lab CA"
+	for i in $(seq 1 "$n"); do
+		addr=$(relay_addr "$i")
+		openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+			-keyout "$d/relay$i.key" -out "$d/relay$i.csr" -subj "/CN=$addr" >/dev/null 2>&1 ||
+			die "openssl could not make relay$i's key"
+		openssl x509 -req -in "$d/relay$i.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+			-days 7 -out "$d/relay$i.pem" \
+			-extfile <(printf 'subjectAltName=IP:%s\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' "$addr") \
+			>/dev/null 2>&1 || die "openssl could not sign relay$i's certificate"
+		rm -f "$d/relay$i.csr"
+	done
+}
+
+# Every camera namespace of every home gets a device id (its node id: written to the identity
+# file of the state directory the camera starts with, so a page can link to /d/<id>/) and a
+# 32-byte secret, listed in relay/devices as "NODE ID SECRET".
+make_device_secrets() { # prefix homes cams
+	local p=$1 homes=$2 cams=$3 dir h i node id secret
+	dir=$(state_dir "$p")
+	: >"$dir/relay/devices"
+	for h in $(seq 1 "$homes"); do
+		for i in $(seq 1 $((cams + 1))); do # the spare namespace of `lab demo` too
+			node=$(home_prefix "$h")cam$i
+			id=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+			secret=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+			mkdir -p "$dir/$node-state"
+			printf 'id = "%s"\n' "$id" >"$dir/$node-state/identity.toml"
+			echo "$node $id $secret" >>"$dir/relay/devices"
+		done
+	done
+}
+
+make_relay_credentials() { # prefix relays homes cams
+	make_relay_certs "$1" "$2"
+	make_device_secrets "$1" "$3" "$4"
+}
+
+# relayI's configuration: its certificate, the lab's devices, plain HTTP for the lab.
+write_relay_config() { # prefix index
+	local p=$1 i=$2 dir addr node id secret
+	dir=$(state_dir "$p")
+	addr=$(relay_addr "$i")
+	{
+		cat <<EOF
+# relay$i of lab $p (written by netns-scripts/lab up)
+udp_listen = "$addr:$RELAY_UDP_PORT"
+back_listen = "$addr:$RELAY_BACK_PORT"
+https_listen = "$addr:$RELAY_HTTPS_PORT"
+http_listen = "$addr:$RELAY_HTTP_PORT"
+cert = "$dir/relay/relay$i.pem"
+key = "$dir/relay/relay$i.key"
+EOF
+		while read -r node id secret; do
+			printf '\n[[device]]\n# %s\nid = "%s"\nsecret = "%s"\n' "$node" "$id" "$secret"
+		done <"$dir/relay/devices"
+	} >"$dir/relay$i.toml"
+}
+
+start_relay() { # prefix index
+	local p=$1 i=$2 dir bin
+	dir=$(state_dir "$p")
+	bin=$(relay_bin)
+	write_relay_config "$p" "$i"
+	local extra=()
+	read -r -a extra <<<"${RELAY_ARGS:-}"
+	echo "$bin --config $dir/relay$i.toml ${extra[*]}" >"$dir/relay$i.cmdline"
+	ip netns exec "$(ns_name "$p" "relay$i")" "$bin" --config "$dir/relay$i.toml" "${extra[@]}" \
+		>>"$dir/relay$i.log" 2>&1 &
+	echo $! >"$dir/relay$i.pid"
+}
+
+start_relays() { # prefix relays: start each, then wait until each answers on its HTTP port
+	local p=$1 n=$2 i dir
+	dir=$(state_dir "$p")
+	for i in $(seq 1 "$n"); do start_relay "$p" "$i"; done
+	for i in $(seq 1 "$n"); do
+		wait_for 15 "relay$i" in_ns "$(ns_name "$p" inet)" \
+			curl -s -o /dev/null -m 1 "http://$(relay_addr "$i"):$RELAY_HTTP_PORT/status.json" || {
+			tail -20 "$dir/relay$i.log" >&2 || true
+			die "relay$i did not answer on http://$(relay_addr "$i"):$RELAY_HTTP_PORT/ within 15 s; see $dir/relay$i.log"
+		}
+	done
+}
+
+# The options a camera in NODE starts with: its state directory in the lab's state and, with
+# relays, each relay, the camera's secret and the lab's CA.
+camnode_args() { # prefix node
+	local p=$1 node=$2 dir relays i secret
+	dir=$(state_dir "$p")
+	echo "--state-dir"
+	echo "$dir/$node-state"
+	relays=$(sed -n 's/^relays=//p' "$dir/config")
+	[ "${relays:-0}" -gt 0 ] || return 0
+	secret=$(awk -v n="$node" '$1 == n {print $3}' "$dir/relay/devices")
+	[ -n "$secret" ] || die "camnode-args: $node has no relay secret (is it a camera of this lab?)"
+	for i in $(seq 1 "$relays"); do
+		echo "--relay"
+		echo "https://$(relay_addr "$i"):$RELAY_BACK_PORT"
+	done
+	echo "--relay-secret"
+	echo "$secret"
+	echo "--relay-ca"
+	echo "$dir/relay/ca.pem"
+}
+
+cmd_camnode_args() {
+	local prefix=lab node=""
+	while [ $# -gt 0 ]; do
+		case $1 in
+		--prefix) prefix=${2:?--prefix needs a value}; shift 2 ;;
+		-*) die "camnode-args: unknown option $1" ;;
+		*) node=$1; shift ;;
+		esac
+	done
+	[[ $node =~ ^(h[0-9]+-)?cam[0-9]+$ ]] || die "camnode-args: which camera? usage: lab camnode-args [--prefix P] cam1"
+	[ -f "$(state_dir "$prefix")/config" ] || die "no lab with prefix $prefix"
+	camnode_args "$prefix" "$node"
+}
