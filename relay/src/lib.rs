@@ -8,4 +8,10 @@
 //!   [`proxy`] (HTTP over a back-connection), [`pages`] (offline page, status, metrics),
 //!   [`tls`] (certificates, `gen-certs`), [`config`] (TOML, errors that name the field).
 
+pub mod config;
 pub mod core;
+pub mod pages;
+pub mod proxy;
+pub mod server;
+pub mod tls;
+pub mod viewer;

@@ -23,7 +23,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use rand::{Rng, SeedableRng, rngs::StdRng};
+use rand::{Rng, rngs::StdRng};
 use shared::relayproto::{
     self as proto, Body, ConnectRequest, Hello, HelloStatus, NotifyKind, Packet, PeriodAnswer,
     Repr, Same, SameNetworkAnswer, Secret,
@@ -94,9 +94,9 @@ impl Keys {
             .or_else(|| self.enrol_key.as_ref().map(|k| Secret::derive(k, id)))
     }
 
-    /// Whether the device is listed by id.
+    /// Whether the device may register (listed by id, or any id under an enrolment key).
     pub fn listed(&self, id: u64) -> bool {
-        self.devices.contains_key(&id)
+        self.enrol_key.is_some() || self.devices.contains_key(&id)
     }
 }
 
@@ -178,6 +178,10 @@ pub struct Counters {
     pub hello_unknown_session: u64,
     pub hello_bad_proof: u64,
     pub hello_expired: u64,
+    pub hello_malformed: u64,
+    pub back_tls_failures: u64,
+    pub back_unclaimed: u64,
+    pub viewer_setup_failures: u64,
     pub viewer_unknown: u64,
     pub viewer_offline: u64,
     pub viewer_busy: u64,
@@ -270,13 +274,14 @@ const ENDED_MEMORY: Duration = Duration::from_secs(60);
 const ENDED_MAX: usize = 4096;
 
 impl Core {
-    /// A relay started at `now`, whose wall clock then read `start_unix_us`, with a random seed.
+    /// A relay started at `now`, whose wall clock then read `start_unix_us`. `rng` makes session
+    /// ids and nonces: the shell seeds it from the OS, tests with a fixed seed.
     pub fn new(
         settings: Settings,
         keys: Keys,
         now: Instant,
         start_unix_us: u64,
-        seed: u64,
+        rng: StdRng,
     ) -> Core {
         Core {
             settings,
@@ -285,7 +290,7 @@ impl Core {
             pending: HashMap::new(),
             active: HashMap::new(),
             ended: VecDeque::new(),
-            rng: StdRng::seed_from_u64(seed),
+            rng,
             start: now,
             start_unix_us,
             last_relay_counter: 0,
@@ -303,6 +308,11 @@ impl Core {
     /// The counters.
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// The counters, for the shell's own drop reasons (TLS failures, malformed hellos).
+    pub fn counters_mut(&mut self) -> &mut Counters {
+        &mut self.counters
     }
 
     /// The presence table.
