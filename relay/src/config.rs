@@ -32,15 +32,20 @@ pub struct DeviceEntry {
 pub struct Config {
     /// This relay's name (status page; the federation of issue 13 will use it).
     pub name: String,
-    /// UDP address for device notifications.
+    /// UDP address for device notifications (also accepted as `udp_listen`).
+    #[serde(alias = "udp_listen")]
     pub udp: SocketAddr,
-    /// TCP address for devices' TLS back-connections.
+    /// TCP address for devices' TLS back-connections (also `back_listen`).
+    #[serde(alias = "back_listen")]
     pub back: SocketAddr,
     /// The back-connection port told to devices, if a port forward changes it; 0 = `back`'s.
     pub public_back_port: u16,
-    /// HTTPS address for viewers; empty = off.
+    /// HTTPS address for viewers; empty = off (also `https_listen`).
+    #[serde(alias = "https_listen")]
     pub https: String,
-    /// Plain HTTP address for viewers (a lab without a trusted CA); empty = off.
+    /// Plain HTTP address for viewers (a lab without a trusted CA); empty = off (also
+    /// `http_listen`).
+    #[serde(alias = "http_listen")]
     pub http: String,
     /// The server certificate chain (PEM) for viewers and back-connections.
     pub cert: PathBuf,
@@ -245,6 +250,11 @@ mod tests {
         assert_eq!(c.device.len(), 1);
         assert_eq!(c.keys().unwrap().devices.len(), 1);
         Config::default().check().unwrap();
+        // The lab writes the `*_listen` spellings.
+        let c =
+            Config::parse("udp_listen = \"127.0.0.1:1\"\nhttp_listen = \"127.0.0.1:2\"").unwrap();
+        assert_eq!(c.udp.port(), 1);
+        assert_eq!(c.http_addr().unwrap().unwrap().port(), 2);
     }
 
     #[test]

@@ -631,3 +631,38 @@ async fn two_sessions_run_in_parallel_and_a_silent_camera_times_out() {
     relay.stop().await;
     relay2.stop().await;
 }
+
+#[tokio::test]
+async fn a_session_ends_at_its_maximum_time() {
+    let relay = Relay::start(Settings {
+        session_max: Duration::from_millis(400),
+        ..Settings::default()
+    })
+    .await;
+    let _dev = Device::start(&relay, "127.0.0.2", true).await;
+    let id = format_device_id(CAM);
+    let mut a = viewer(relay.http, "127.0.0.1").await;
+    let t = Instant::now();
+    let r = request(&mut a, &format!("/d/{id}/stream")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut body = r.into_body();
+    // The endless stream is cut when the session's time is up.
+    let ended = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            match body.frame().await {
+                Some(Ok(_)) => continue,
+                _ => break,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream ends");
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_millis(1500),
+        "{took:?}"
+    );
+    let st = relay.status().await;
+    assert_eq!(st["counters"]["max_time_ends"], 1, "{st}");
+    relay.stop().await;
+}
