@@ -529,15 +529,17 @@ impl DeviceCore {
                 attempt: 1,
             });
         }
+        // A query's answer changes nothing at the relay (seed 003 asks first); registered means
+        // a notification of ours was answered, so the relay holds the device.
         let was = self.registered;
-        self.registered = true;
+        self.registered |= answered != Sent::Query;
         self.period = Duration::from_millis(u64::from(a.period_ms)).max(Duration::from_secs(3));
         self.keepalive = match a.keepalive_ms {
             0 => self.s.keepalive,
             ms => self.s.keepalive.min(Duration::from_millis(u64::from(ms))),
         }
         .max(Duration::from_millis(500));
-        if !was || self.observed != Some(a.observed) {
+        if self.registered && (!was || self.observed != Some(a.observed)) {
             self.events.push_back(Event::Registered {
                 relay,
                 observed: a.observed,

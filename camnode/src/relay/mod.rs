@@ -70,6 +70,14 @@ fn merged(pm: &Directory, relay: Option<&RelayTarget>) -> Directory {
     d
 }
 
+/// The rustls provider, named rather than the process default (which is ambiguous when another
+/// crate in the binary enables a second one): ring, as the relay uses. rustls 0.23.48 marks it
+/// deprecated for lacking post-quantum key exchange; X25519 serves here.
+#[allow(deprecated)]
+fn tls_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
 /// Resolves a relay's UDP address (a name may take a moment; literals never fail).
 async fn resolve(t: &RelayTarget) -> Option<SocketAddr> {
     for attempt in 0..5u32 {
@@ -136,9 +144,10 @@ pub async fn run(ctx: RelayContext) -> anyhow::Result<()> {
     let sock = UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], 0)))
         .await
         .context("opening the relay UDP socket")?;
-    // The workspace builds rustls with the ring provider only, which builder() picks.
     let tls = TlsConnector::from(Arc::new(
-        rustls::ClientConfig::builder()
+        rustls::ClientConfig::builder_with_provider(tls_provider())
+            .with_safe_default_protocol_versions()
+            .context("TLS protocol versions")?
             .with_root_certificates(settings.roots.clone())
             .with_no_client_auth(),
     ));
