@@ -65,8 +65,10 @@ create_ns() { # prefix node
 	local ns
 	ns=$(ns_name "$1" "$2")
 	ns_exists "$ns" && die "namespace $ns exists but this lab did not create it; remove it yourself or choose another --prefix"
-	ip netns add "$ns"
+	# Recorded before it is made: a signal right after `ip netns add` must not leave it behind
+	# (teardown skips a recorded namespace that does not exist).
 	echo "$ns" >>"$(state_dir "$1")/namespaces"
+	ip netns add "$ns"
 	# Its own resolv.conf, so reverse lookups fail at once instead of waiting on the host's
 	# resolver, which is unreachable from here (DESIGN.md).
 	mkdir -p "/etc/netns/$ns"

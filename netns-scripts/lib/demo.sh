@@ -2,9 +2,13 @@
 # `lab demo` and `lab tour`: cameras, the 127.0.0.1 proxies, the scripted tour. Sourced by `lab`.
 
 cmd_demo() {
-	local prefix=demo cams=3 proxy_port=8118 lan_port=8119 args=() wait=1
+	local prefix=demo cams=3 proxy_port=8118 lan_port=8119 args=() wait=1 relayed=0 relays=""
 	while [ $# -gt 0 ]; do
 		case $1 in
+		# Behind a carrier NAT or a router without UPnP only a relay reaches the cameras.
+		--carrier-nat) relayed=1; args+=("$1"); shift ;;
+		--upnp) [ "${2:-}" = off ] && relayed=1; args+=("$1" "${2:-}"); shift 2 ;;
+		--relays) relays=${2:?--relays needs a number}; shift 2 ;;
 		--prefix) prefix=${2:?--prefix needs a value}; shift 2 ;;
 		--cams) cams=${2:?--cams needs a number}; shift 2 ;;
 		--proxy-port) proxy_port=${2:?--proxy-port needs a port}; shift 2 ;;
@@ -18,6 +22,9 @@ cmd_demo() {
 	# Ctrl-C, a terminal closing or a kill: everything the demo created goes.
 	[ $wait -eq 1 ] && trap 'quiet_cleanup; echo; say "stopping the demo"; teardown "'"$prefix"'"; exit 0' INT TERM HUP
 	# One spare camera namespace, started by `lab tour` to show a camera joining.
+	[ -n "$relays" ] || relays=$relayed
+	[ "$relays" != 0 ] || [ $relayed -eq 0 ] || die "demo: a camera behind --carrier-nat or --upnp off needs --relays 1 or more"
+	args+=(--relays "$relays")
 	(cmd_up --prefix "$prefix" --force --cams $((cams + 1)) "${args[@]}") >/dev/null || exit 1
 	local dir wan bin i
 	dir=$(state_dir "$prefix")
@@ -29,8 +36,20 @@ cmd_demo() {
 	# The views for a browser on this machine: only 127.0.0.1 on the host side.
 	start_nsproxy "$prefix" inet "$proxy_port"
 	start_nsproxy "$prefix" viewer "$lan_port"
-	wait_for 15 "representative" in_ns "$(ns_name "$prefix" inet)" curl -sf -m 1 -o /dev/null "http://$wan:8080/" ||
-		die "no camera answered on http://$wan:8080/ within 15 s; see $dir/camnode-cam1.log"
+	if [ $relayed -eq 1 ]; then
+		demo_relay_banner "$prefix" "$cams" "$proxy_port" "$lan_port"
+	else
+		wait_for 15 "representative" in_ns "$(ns_name "$prefix" inet)" curl -sf -m 1 -o /dev/null "http://$wan:8080/" ||
+			die "no camera answered on http://$wan:8080/ within 15 s; see $dir/camnode-cam1.log"
+		demo_banner "$prefix" "$cams" "$proxy_port" "$lan_port" "$wan"
+	fi
+	[ $wait -eq 1 ] || return 0
+	echo "Press Ctrl-C to stop; everything the demo created is removed."
+	while true; do sleep 3600 & wait $!; done
+}
+
+demo_banner() { # prefix cams proxy_port lan_port wan
+	local prefix=$1 cams=$2 proxy_port=$3 lan_port=$4 wan=$5
 	cat <<EOF
 
 The demo lab "$prefix" is up: our router, $cams cameras (camnode), a LAN viewer.
@@ -45,9 +64,38 @@ A scripted tour (rename a camera, add one, stop the representative):
   $0 tour --prefix $prefix
 More: $0 status --prefix $prefix; $0 exec --prefix $prefix cam1 -- traceroute -n 198.51.100.10
 EOF
-	[ $wait -eq 1 ] || return 0
-	echo "Press Ctrl-C to stop; everything the demo created is removed."
-	while true; do sleep 3600 & wait $!; done
+}
+
+# The cameras are behind a carrier NAT (or a router without UPnP): wait until cam1 answers
+# through relay 1, then say where to look.
+demo_relay_banner() { # prefix cams proxy_port lan_port
+	local prefix=$1 cams=$2 proxy_port=$3 lan_port=$4 dir relay id public behind
+	dir=$(state_dir "$prefix")
+	relay=$(relay_addr 1)
+	id=$(device_id_of "$prefix" cam1)
+	public=$(sed -n 's/^public=//p' "$dir/config")
+	behind="a router without UPnP"
+	[ "$(sed -n 's/^carrier_nat=//p' "$dir/config")" = on ] &&
+		behind="a carrier-grade NAT (the home router's WAN is $(sed -n 's/^wan=//p' "$dir/config"), the internet sees $public)"
+	wait_for 30 "cam1 through the relay" in_ns "$(ns_name "$prefix" inet)" \
+		curl -sf -m 2 -o /dev/null "http://$relay/d/$id/" ||
+		die "cam1 did not answer through the relay (http://$relay/d/$id/) within 30 s; see $dir/camnode-cam1.log and $dir/relay1.log"
+	cat <<EOF
+
+The demo lab "$prefix" is up: $cams cameras (camnode) behind $behind,
+reachable from the internet only through the relay at $relay.
+
+What an internet user sees (a browser whose HTTP proxy is 127.0.0.1:$proxy_port):
+  chromium --proxy-server=http://127.0.0.1:$proxy_port "http://$relay/connect.cgi?ID=$id"
+  curl -x http://127.0.0.1:$proxy_port http://$relay/status     # the relay: devices, sessions, bytes
+  (HTTPS too: https://$relay/, certificate from the lab's CA $dir/relay/ca.pem)
+What a LAN user sees (proxy 127.0.0.1:$lan_port): the relay sends a viewer on the camera's
+own network to the camera's LAN address (seed 004); no picture byte crosses the relay:
+  chromium --proxy-server=http://127.0.0.1:$lan_port "http://$relay/connect.cgi?ID=$id"
+A scripted tour (each camera through the relay, rename, a camera joining, the representative off):
+  $0 tour --prefix $prefix
+More: $0 status --prefix $prefix
+EOF
 }
 
 camnode_bin() {
@@ -72,7 +120,9 @@ camnode_bin() {
 start_camnode() { # prefix node: a camera node with its state in the lab's state
 	local p=$1 node=$2 dir
 	dir=$(state_dir "$p")
-	ip netns exec "$(ns_name "$p" "$node")" "$(camnode_bin)" --state-dir "$dir/$node-state" \
+	local args=()
+	mapfile -t args < <(camnode_args "$p" "$node")
+	ip netns exec "$(ns_name "$p" "$node")" "$(camnode_bin)" "${args[@]}" \
 		>>"$dir/camnode-$node.log" 2>&1 &
 	echo $! >"$dir/camnode-$node.pid"
 }

@@ -58,7 +58,7 @@ make_device_secrets() { # prefix homes cams
 	dir=$(state_dir "$p")
 	: >"$dir/relay/devices"
 	for h in $(seq 1 "$homes"); do
-		for i in $(seq 1 $((cams + 1))); do # the spare namespace of `lab demo` too
+		for i in $(seq 1 "$cams"); do
 			node=$(home_prefix "$h")cam$i
 			id=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
 			secret=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
@@ -134,7 +134,7 @@ camnode_args() { # prefix node
 	[ -n "$secret" ] || die "camnode-args: $node has no relay secret (is it a camera of this lab?)"
 	for i in $(seq 1 "$relays"); do
 		echo "--relay"
-		echo "https://$(relay_addr "$i"):$RELAY_BACK_PORT"
+		echo "http://$(relay_addr "$i")"
 	done
 	echo "--relay-secret"
 	echo "$secret"
@@ -154,4 +154,8 @@ cmd_camnode_args() {
 	[[ $node =~ ^(h[0-9]+-)?cam[0-9]+$ ]] || die "camnode-args: which camera? usage: lab camnode-args [--prefix P] cam1"
 	[ -f "$(state_dir "$prefix")/config" ] || die "no lab with prefix $prefix"
 	camnode_args "$prefix" "$node"
+}
+
+device_id_of() { # prefix node -> the device id the lab gave the camera in NODE
+	awk -v n="$2" '$1 == n {print $2}' "$(state_dir "$1")/relay/devices"
 }

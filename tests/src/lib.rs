@@ -106,6 +106,22 @@ impl LabOptions {
         self.extra.push(arg.to_string());
         self
     }
+    /// `--carrier-nat`: the homes sit behind a carrier-grade NAT (`P-isp`), WAN in 100.64/10.
+    pub fn carrier_nat(self) -> Self {
+        self.arg("--carrier-nat")
+    }
+    /// `--upnp off`: the home routers offer no IGD, NAT-PMP or PCP.
+    pub fn upnp_off(self) -> Self {
+        self.arg("--upnp").arg("off")
+    }
+    /// `--homes N`: home H > 1 has nodes `hH-rtr`, `hH-cam1`, ..., `hH-viewer`.
+    pub fn homes(self, n: u32) -> Self {
+        self.arg("--homes").arg(&n.to_string())
+    }
+    /// `--relays N`: relay servers at 198.51.100.20 and up (`P-relay1`, ...).
+    pub fn relays(self, n: u32) -> Self {
+        self.arg("--relays").arg(&n.to_string())
+    }
     /// Options for `--router ours`, split at spaces (`ROUTER_ARGS`).
     pub fn router_args(mut self, args: &str) -> Self {
         self.router_args = Some(args.to_string());
@@ -313,9 +329,13 @@ impl Lab {
         panic!("{addr}:{port} never accepted connections from {node}");
     }
 
-    /// The IPv4 address of a LAN node's eth0 (or the router's LAN address for `rtr`).
+    /// The IPv4 address of a LAN node's eth0 (or the router's LAN address for `rtr`, `h2-rtr`).
     pub fn addr(&self, node: &str) -> Ipv4Addr {
-        let dev = if node == "rtr" { "lan0" } else { "eth0" };
+        let dev = if node == "rtr" || node.ends_with("-rtr") {
+            "lan0"
+        } else {
+            "eth0"
+        };
         let out = self.sh(
             node,
             &format!("ip -4 -o addr show dev {dev} | awk '{{print $4}}' | cut -d/ -f1"),
@@ -334,6 +354,35 @@ impl Lab {
         out.trim()
             .parse()
             .unwrap_or_else(|_| panic!("router has no WAN address: {out:?}"))
+    }
+
+    /// The lab's state directory (`/run/homenet-lab/P`): logs, configs, the relays' CA.
+    pub fn state_dir(&self) -> PathBuf {
+        PathBuf::from(format!("/run/homenet-lab/{}", self.prefix))
+    }
+
+    /// The address of relay `i` (1-based): 198.51.100.(19+i).
+    pub fn relay_addr(i: u32) -> Ipv4Addr {
+        Ipv4Addr::new(198, 51, 100, 19 + i as u8)
+    }
+
+    /// The options a camera in `node` starts with (`lab camnode-args`): its state directory with
+    /// the identity the lab provisioned, and with relays `--relay`, `--relay-secret`,
+    /// `--relay-ca`.
+    pub fn camnode_args(&self, node: &str) -> Vec<String> {
+        let out = Command::new(lab_script())
+            .args(["camnode-args", "--prefix", &self.prefix, node])
+            .output()
+            .expect("lab camnode-args");
+        assert!(
+            out.status.success(),
+            "lab camnode-args {node}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     /// The pid of our router process (`--router ours`), as the lab recorded it.
