@@ -59,7 +59,14 @@ fn carrier_nat_translates_homes_to_one_public_address_and_lets_nothing_in() {
     // and at the home router's own address.
     lab.spawn(
         "cam1",
-        &["python3", "-m", "http.server", "8080", "--directory", "/etc"],
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            "8080",
+            "--directory",
+            "/etc",
+        ],
     );
     lab.wait_tcp("viewer", "192.168.1.101", 8080);
     for target in [ISP_PUBLIC, "100.64.1.2"] {
@@ -74,7 +81,14 @@ fn carrier_nat_translates_homes_to_one_public_address_and_lets_nothing_in() {
     // (same LAN addresses in every home), never home 1's.
     lab.spawn(
         "h2-cam1",
-        &["python3", "-m", "http.server", "8080", "--directory", "/proc/self"],
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            "8080",
+            "--directory",
+            "/proc/self",
+        ],
     );
     lab.wait_tcp("h2-viewer", "192.168.1.101", 8080);
     let listing = lab.sh("h2-viewer", "curl -sS -m 3 http://192.168.1.101:8080/");
