@@ -2,7 +2,7 @@
 //! and the fix. An example with every field: `relay/relay.example.toml`.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -67,6 +67,9 @@ pub struct Config {
     pub same_network_prefix_v6: u8,
     /// Seed 004: ports per subscriber block of a carrier NAT in front of the devices; 0 = unknown.
     pub same_network_port_block: u16,
+    /// Seed 004: public prefixes of carrier NATs ("203.0.113.0/24"): addresses in them are shared
+    /// by several homes, whatever the devices report.
+    pub same_network_shared_prefixes: Vec<String>,
     /// The enrolment key (64 hex digits); empty = only listed devices may register.
     pub enrol_key: String,
     /// Enrolled devices.
@@ -92,6 +95,7 @@ impl Default for Config {
             same_network_prefix_v4: 32,
             same_network_prefix_v6: 64,
             same_network_port_block: 0,
+            same_network_shared_prefixes: Vec::new(),
             enrol_key: String::new(),
             device: Vec::new(),
         }
@@ -175,8 +179,36 @@ impl Config {
                 self.same_network_prefix_v6
             );
         }
+        self.shared_prefixes()?;
         self.keys()?;
         Ok(())
+    }
+
+    /// The listed carrier-NAT prefixes.
+    pub fn shared_prefixes(&self) -> Result<Vec<(IpAddr, u8)>> {
+        let mut out = Vec::new();
+        for (i, p) in self.same_network_shared_prefixes.iter().enumerate() {
+            let (addr, len) = p.split_once('/').unwrap_or((p.as_str(), ""));
+            let ip: Option<IpAddr> = addr.trim().parse().ok();
+            let max = if ip.is_some_and(|a| a.is_ipv4()) {
+                32
+            } else {
+                128
+            };
+            let len = if len.is_empty() {
+                Some(max)
+            } else {
+                len.trim().parse::<u8>().ok().filter(|l| *l <= max)
+            };
+            let (Some(ip), Some(len)) = (ip, len) else {
+                bail!(
+                    "`same_network_shared_prefixes[{i}]` = {p:?}: write an address or a prefix, \
+                     e.g. \"203.0.113.0/24\""
+                );
+            };
+            out.push((ip, len));
+        }
+        Ok(out)
     }
 
     /// The enrolled devices and the enrolment key.
@@ -234,6 +266,8 @@ impl Config {
                 prefix_v4: self.same_network_prefix_v4,
                 prefix_v6: self.same_network_prefix_v6,
                 port_block: self.same_network_port_block,
+                // Checked by `check`; an unchecked config lists none.
+                shared: self.shared_prefixes().unwrap_or_default(),
             },
             ..Settings::default()
         }
@@ -265,6 +299,10 @@ mod tests {
             ("keepalive_s = 400", "`keepalive_s`"),
             ("https = \"nowhere\"", "`https`"),
             ("same_network_prefix_v4 = 33", "`same_network_prefix_v4`"),
+            (
+                "same_network_shared_prefixes = [\"203.0.113.0/33\"]",
+                "`same_network_shared_prefixes[0]`",
+            ),
             ("enrol_key = \"xyz\"", "relay enrol --new-key"),
             ("[[device]]\nid = \"zz\"\nsecret = \"\"", "`device[0].id`"),
             (

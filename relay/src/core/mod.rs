@@ -818,7 +818,11 @@ impl Core {
                 bytes_up: e.bytes_up,
                 bytes_down: e.bytes_down,
                 lan_redirects: e.lan_redirects,
-                shared_address: e.router_wan.is_some_and(|w| w != e.observed.ip()),
+                shared_address: Party {
+                    observed: e.observed,
+                    router_wan: e.router_wan,
+                }
+                .shared(&self.settings.same_network),
             })
             .collect();
         let mut never: Vec<u64> = self
