@@ -648,12 +648,7 @@ async fn a_session_ends_at_its_maximum_time() {
     let mut body = r.into_body();
     // The endless stream is cut when the session's time is up.
     let ended = tokio::time::timeout(Duration::from_secs(3), async {
-        loop {
-            match body.frame().await {
-                Some(Ok(_)) => continue,
-                _ => break,
-            }
-        }
+        while let Some(Ok(_)) = body.frame().await {}
     })
     .await;
     assert!(ended.is_ok(), "the stream ends");
