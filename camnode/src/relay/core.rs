@@ -124,6 +124,19 @@ pub struct Stats {
     pub replayed: u64,
 }
 
+impl Stats {
+    /// Relay datagrams counted and dropped, whatever the reason.
+    pub fn dropped(&self) -> u64 {
+        self.unknown_source
+            + self.forged
+            + self.malformed
+            + self.wrong_device
+            + self.unexpected
+            + self.stale
+            + self.replayed
+    }
+}
+
 /// Where the core is, for the status page.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Status {

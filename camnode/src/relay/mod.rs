@@ -110,6 +110,34 @@ fn source_towards(to: SocketAddr) -> Option<IpAddr> {
     s.local_addr().ok().map(|a| a.ip())
 }
 
+/// Logs dropped relay datagrams (forged, replayed, stale, ...): the first at once, then at most
+/// one summary every 10 s, so a flood of forgeries cannot flood the log.
+#[derive(Debug, Default)]
+struct DropLog {
+    logged: u64,
+    at: Option<Instant>,
+}
+
+impl DropLog {
+    fn note(&mut self, s: &core::Stats, from: SocketAddr) {
+        let now = Instant::now();
+        if s.dropped() > self.logged
+            && self
+                .at
+                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10))
+        {
+            tracing::warn!(
+                %from, forged = s.forged, replayed = s.replayed, stale = s.stale,
+                unknown_source = s.unknown_source, malformed = s.malformed,
+                wrong_device = s.wrong_device, unexpected = s.unexpected,
+                "relay datagrams dropped (totals so far)"
+            );
+            self.logged = s.dropped();
+            self.at = Some(now);
+        }
+    }
+}
+
 /// Runs the relay side until shutdown. Errors only when the UDP socket cannot be opened.
 pub async fn run(ctx: RelayContext) -> anyhow::Result<()> {
     let RelayContext {
@@ -171,6 +199,7 @@ pub async fn run(ctx: RelayContext) -> anyhow::Result<()> {
     let mut shown: Option<Directory> = None;
     let mut buf = vec![0u8; shared::relayproto::MAX_DATAGRAM + 1];
     let mut pm_open = true;
+    let mut drops = DropLog::default();
     loop {
         // Follow port management: the auto rule, the LAN address, the merged Directory.
         let pm = portmgmt.borrow_and_update().clone();
@@ -247,7 +276,10 @@ pub async fn run(ctx: RelayContext) -> anyhow::Result<()> {
                 }
             } => core.handle_timeout(Instant::now()),
             r = sock.recv_from(&mut buf) => match r {
-                Ok((n, from)) => core.handle_datagram(Instant::now(), from, &buf[..n]),
+                Ok((n, from)) => {
+                    core.handle_datagram(Instant::now(), from, &buf[..n]);
+                    drops.note(&core.stats(), from);
+                }
                 Err(e) => tracing::debug!(error = %e, "relay socket"),
             },
             r = portmgmt.changed(), if pm_open => if r.is_err() { pm_open = false },
