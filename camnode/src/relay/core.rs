@@ -27,7 +27,10 @@
 //! the counter of one of our recent datagrams to that relay (else `unexpected`); it sets the
 //! relay's clock (its counter is its time in microseconds). A **ConnectRequest** is turned into
 //! [`Event::Connect`] only if it names our device id, is at most `max_request_age` old by that
-//! relay's clock (`stale`), and its session was not seen before (`replayed`). The back-connection
+//! relay's clock (`stale`), and its session was not seen before. A second copy of a session
+//! is either the relay's resend (a new relay counter: `resent`, expected while a back-connection
+//! is on its way) or a copy of a datagram already received (the same counter: `replayed`). The
+//! back-connection
 //! then proves the nonce inside TLS, so even an accepted replay achieves nothing at the relay.
 
 use std::collections::VecDeque;
@@ -120,8 +123,10 @@ pub struct Stats {
     /// Connection requests older than `max_request_age`, from the future, or from a relay whose
     /// clock we do not know yet.
     pub stale: u64,
-    /// Connection requests for a session already seen.
+    /// Connection requests that repeat one already received, counter and all (a replay).
     pub replayed: u64,
+    /// The relay's resends of a request already acted on (not counted as dropped).
+    pub resent: u64,
 }
 
 impl Stats {
@@ -176,6 +181,19 @@ impl Clock {
             .saturating_add(u64::try_from(elapsed).unwrap_or(u64::MAX))
     }
 }
+
+/// A session acted on: its relay, id, the relay counters of the copies received (a few), and
+/// when it can be forgotten (past the age limit).
+#[derive(Clone, Debug)]
+struct Seen {
+    relay: usize,
+    session: u64,
+    counters: Vec<u64>,
+    forget: Instant,
+}
+
+/// Copies of one session whose counters are remembered (the relay resends about 5 times).
+const MAX_COPIES: usize = 8;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Sent {
@@ -236,7 +254,7 @@ pub struct DeviceCore {
     /// Our recent datagrams that may be answered.
     pending: VecDeque<Pending>,
     /// (relay, session, forget at) of connection requests acted on.
-    seen: VecDeque<(usize, u64, Instant)>,
+    seen: VecDeque<Seen>,
     timers: [Option<Instant>; TIMERS.len()],
     out: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -589,21 +607,33 @@ impl DeviceCore {
             self.stats.stale += 1;
             return;
         }
-        while self.seen.front().is_some_and(|s| s.2 <= now) || self.seen.len() >= MAX_SEEN {
+        while self.seen.front().is_some_and(|s| s.forget <= now) || self.seen.len() >= MAX_SEEN {
             self.seen.pop_front();
         }
-        if self
+        if let Some(seen) = self
             .seen
-            .iter()
-            .any(|&(r, s, _)| r == relay && s == c.session)
+            .iter_mut()
+            .find(|s| s.relay == relay && s.session == c.session)
         {
-            self.stats.replayed += 1;
+            if seen.counters.contains(&counter) {
+                self.stats.replayed += 1;
+            } else {
+                self.stats.resent += 1;
+                if seen.counters.len() < MAX_COPIES {
+                    seen.counters.push(counter);
+                }
+            }
             return;
         }
         // Remembered for as long as it could pass the age check.
         let forget =
             now + self.s.max_request_age + self.s.max_request_lead + Duration::from_secs(1);
-        self.seen.push_back((relay, c.session, forget));
+        self.seen.push_back(Seen {
+            relay,
+            session: c.session,
+            counters: vec![counter],
+            forget,
+        });
         self.stats.connects += 1;
         self.events.push_back(Event::Connect(Connect {
             relay,

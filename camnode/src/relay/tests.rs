@@ -444,12 +444,15 @@ fn forged_replayed_and_stale_requests_are_dropped() {
         c.session = 78;
     }
     w.core.handle_datagram(now, relay, &old.emit(&secret()));
-    // The fresh one, then the same again (a replay).
+    // The fresh one, then the same again (a replay), then the relay's resend (a new counter).
     assert!(w.connected.is_empty());
     w.core.handle_datagram(now, relay, &good);
     w.core.handle_datagram(now, relay, &good);
+    let (_, resend) = w.relays[0].connect_request(&w.w, 77).unwrap();
+    w.core.handle_datagram(now, relay, &resend);
     w.drain();
     assert_eq!(w.connected, vec![77]);
+    assert_eq!(w.stats().resent, 1);
     let s = w.stats();
     assert_eq!(
         (
