@@ -33,6 +33,11 @@ pub type BackStream = tokio_rustls::server::TlsStream<TcpStream>;
 const HELLO_TIME: Duration = Duration::from_secs(5);
 /// How long a viewer has to complete TLS.
 const VIEWER_TLS_TIME: Duration = Duration::from_secs(10);
+/// Back-connections at once between accept and hello (a flood of idle TCP connections holds
+/// at most this many tasks for [`HELLO_TIME`]).
+const MAX_HANDSHAKES: usize = 1024;
+/// Viewer connections at once.
+const MAX_VIEWERS: usize = 8192;
 /// How long open viewer connections get to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -266,12 +271,21 @@ async fn back_loop(
     acceptor: TlsAcceptor,
     mut stop: watch::Receiver<bool>,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     loop {
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((tcp, peer)) => {
+                    let Ok(permit) = slots.clone().try_acquire_owned() else {
+                        shared.core().counters_mut().back_refused_busy += 1;
+                        continue;
+                    };
                     let _ = tcp.set_nodelay(true);
-                    tokio::spawn(back_conn(shared.clone(), acceptor.clone(), tcp, peer));
+                    let shared = shared.clone();
+                    let acceptor = acceptor.clone();
+                    tokio::spawn(async move {
+                        back_conn(shared, acceptor, tcp, peer, permit).await;
+                    });
                 }
                 Err(e) => {
                     warn!("back-connection accept: {e}");
@@ -284,7 +298,13 @@ async fn back_loop(
 }
 
 /// One back-connection: TLS, the hello, the answer, then the stream goes to its viewer.
-async fn back_conn(shared: Arc<Shared>, acceptor: TlsAcceptor, tcp: TcpStream, peer: SocketAddr) {
+async fn back_conn(
+    shared: Arc<Shared>,
+    acceptor: TlsAcceptor,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
     let started = tokio::time::timeout(HELLO_TIME, async {
         let mut tls = acceptor.accept(tcp).await.map_err(|e| (true, e))?;
         let mut buf = [0u8; HELLO_LEN];
@@ -318,6 +338,7 @@ async fn back_conn(shared: Arc<Shared>, acceptor: TlsAcceptor, tcp: TcpStream, p
             return;
         }
     };
+    drop(permit);
     let result = shared.core().back_hello(Instant::now(), &hello);
     let status = match result {
         Ok(_) => HelloStatus::Ok,
@@ -358,16 +379,21 @@ async fn viewer_loop(
     mut stop: watch::Receiver<bool>,
     conns: Arc<()>,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_VIEWERS));
     loop {
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((tcp, peer)) => {
+                    let Ok(permit) = slots.clone().try_acquire_owned() else {
+                        shared.core().counters_mut().viewer_refused_busy += 1;
+                        continue;
+                    };
                     let _ = tcp.set_nodelay(true);
                     let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
                     let (shared, stop, tls, guard) =
                         (shared.clone(), stop.clone(), tls.clone(), conns.clone());
                     tokio::spawn(async move {
-                        let _guard = guard;
+                        let _guard = (guard, permit);
                         match tls {
                             Some(acc) => {
                                 match tokio::time::timeout(VIEWER_TLS_TIME, acc.accept(tcp)).await {

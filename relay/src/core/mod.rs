@@ -181,6 +181,8 @@ pub struct Counters {
     pub hello_malformed: u64,
     pub back_tls_failures: u64,
     pub back_unclaimed: u64,
+    pub back_refused_busy: u64,
+    pub viewer_refused_busy: u64,
     pub viewer_setup_failures: u64,
     pub viewer_unknown: u64,
     pub viewer_offline: u64,
