@@ -36,12 +36,15 @@ fn secret() -> Secret {
     Secret([0x5a; 32])
 }
 
-/// Certificates for "relay.lab" and 127.0.0.1, made once per test binary.
+/// Certificates for "relay.lab" and 127.0.0.1, made once per test binary (`relay gen-certs`).
 fn certs() -> &'static (PathBuf, PathBuf, PathBuf) {
     static C: std::sync::OnceLock<(PathBuf, PathBuf, PathBuf)> = std::sync::OnceLock::new();
     C.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("relay-loopback-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
+        // A first relay's certificate makes the CA; the one used here is signed by the CA
+        // re-created from its key, and must verify under the first ca.pem (one CA, N relays).
+        relay::tls::gen_certs(&dir, "relay2", "relay2.lab", &[]).unwrap();
         let g = relay::tls::gen_certs(&dir, "server", "relay.lab", &["127.0.0.1".parse().unwrap()])
             .unwrap();
         (g.ca, g.cert, g.key)
