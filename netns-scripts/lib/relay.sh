@@ -27,41 +27,33 @@ relay_bin() {
 	echo "$best"
 }
 
-# The lab's CA and one certificate per relay (its address as IP SAN), made with openssl: an
-# EC P-256 CA valid for a week (a lab lives minutes), leaf certificates signed by it.
+# The lab's CA and one certificate per relay for its address (an IP SAN: cameras connect by
+# address and check it), made by the relay itself (`relay gen-certs`).
 make_relay_certs() { # prefix relays
-	local p=$1 n=$2 d i addr
+	local p=$1 n=$2 d i bin
 	d=$(state_dir "$p")/relay
+	bin=$(relay_bin)
 	mkdir -p "$d"
-	openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-		-keyout "$d/ca.key" -out "$d/ca.pem" -days 7 -subj "/CN=homenet lab $p CA" \
-		-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
-		>/dev/null 2>&1 || die "openssl could not make the lab CA"
 	for i in $(seq 1 "$n"); do
-		addr=$(relay_addr "$i")
-		openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-			-keyout "$d/relay$i.key" -out "$d/relay$i.csr" -subj "/CN=$addr" >/dev/null 2>&1 ||
-			die "openssl could not make relay$i's key"
-		openssl x509 -req -in "$d/relay$i.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
-			-days 7 -out "$d/relay$i.pem" \
-			-extfile <(printf 'subjectAltName=IP:%s\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' "$addr") \
-			>/dev/null 2>&1 || die "openssl could not sign relay$i's certificate"
-		rm -f "$d/relay$i.csr"
+		"$bin" gen-certs --dir "$d" --name "relay$i.lab" --ip "$(relay_addr "$i")" --file "relay$i" \
+			>>"$d/gen-certs.log" 2>&1 || die "relay gen-certs failed; see $d/gen-certs.log"
 	done
 }
 
 # Every camera namespace of every home gets a device id (its node id: written to the identity
 # file of the state directory the camera starts with, so a page can link to /d/<id>/) and a
-# 32-byte secret, listed in relay/devices as "NODE ID SECRET".
+# secret from `relay enrol`, listed in relay/devices as "NODE ID SECRET".
 make_device_secrets() { # prefix homes cams
-	local p=$1 homes=$2 cams=$3 dir h i node id secret
+	local p=$1 homes=$2 cams=$3 dir h i node id secret bin
 	dir=$(state_dir "$p")
+	bin=$(relay_bin)
 	: >"$dir/relay/devices"
 	for h in $(seq 1 "$homes"); do
 		for i in $(seq 1 "$cams"); do
 			node=$(home_prefix "$h")cam$i
 			id=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
-			secret=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+			secret=$("$bin" enrol --device "$id" | sed -n 's/^secret = "\([0-9a-f]*\)"$/\1/p')
+			[ ${#secret} -eq 64 ] || die "relay enrol --device $id printed no secret"
 			mkdir -p "$dir/$node-state"
 			printf 'id = "%s"\n' "$id" >"$dir/$node-state/identity.toml"
 			echo "$node $id $secret" >>"$dir/relay/devices"
@@ -82,13 +74,27 @@ write_relay_config() { # prefix index
 	{
 		cat <<EOF
 # relay$i of lab $p (written by netns-scripts/lab up)
-udp_listen = "$addr:$RELAY_UDP_PORT"
-back_listen = "$addr:$RELAY_BACK_PORT"
-https_listen = "$addr:$RELAY_HTTPS_PORT"
-http_listen = "$addr:$RELAY_HTTP_PORT"
+udp = "$addr:$RELAY_UDP_PORT"
+back = "$addr:$RELAY_BACK_PORT"
+https = "$addr:$RELAY_HTTPS_PORT"
+http = "$addr:$RELAY_HTTP_PORT"
 cert = "$dir/relay/relay$i.pem"
 key = "$dir/relay/relay$i.key"
 EOF
+		local period
+		period=$(sed -n 's/^relay_period=//p' "$dir/config")
+		if [ -n "$period" ]; then
+			echo "period_s = $period"
+			# The suggested keep-alive must stay below the period (the relay checks it).
+			[ "$period" -gt 20 ] || echo "keepalive_s = $(((period + 2) / 3))"
+		fi
+		# Behind the lab's carrier NAT a home is its port block, and the ISP's public address is
+		# shared (docs/relay-protocol.md, "Same network: the rule"): a camera whose router has no
+		# UPnP cannot report that itself.
+		if [ "$(sed -n 's/^carrier_nat=//p' "$dir/config")" = on ]; then
+			echo "same_network_port_block = $CGN_PORT_BLOCK"
+			echo "same_network_shared_prefixes = [\"$(sed -n 's/^public=//p' "$dir/config")/32\"]"
+		fi
 		while read -r node id secret; do
 			printf '\n[[device]]\n# %s\nid = "%s"\nsecret = "%s"\n' "$node" "$id" "$secret"
 		done <"$dir/relay/devices"
@@ -115,7 +121,7 @@ start_relays() { # prefix relays: start each, then wait until each answers on it
 	for i in $(seq 1 "$n"); do
 		wait_for 15 "relay$i" in_ns "$(ns_name "$p" inet)" \
 			curl -s -o /dev/null -m 1 "http://$(relay_addr "$i"):$RELAY_HTTP_PORT/status.json" || {
-			tail -20 "$dir/relay$i.log" >&2 || true
+			grep -v -E '^ +([0-9]+:|at )' "$dir/relay$i.log" | tail -20 >&2 || true
 			die "relay$i did not answer on http://$(relay_addr "$i"):$RELAY_HTTP_PORT/ within 15 s; see $dir/relay$i.log"
 		}
 	done

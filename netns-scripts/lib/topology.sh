@@ -108,11 +108,17 @@ connect_home_upstream() { # prefix home public_cidr carrier_nat homes
 }
 
 # The carrier-grade NAT: P-isp between the homes and the internet, its public address on up0
-# (peer inet:isp0), kernel nftables masquerade to it, and no way in for connections from the
-# internet (a CGN has no port forwards: RFC 6888 leaves inbound to the subscriber's own
-# mechanisms, which is what the relay is for).
-setup_carrier_nat() { # prefix public_cidr
-	local p=$1 pub=$2 isp inet
+# (peer inet:isp0), and no way in for connections from the internet (a CGN has no port
+# forwards, which is what the relay is for). Each home's TCP and UDP leave from its own block of
+# CGN_PORT_BLOCK ports (home H: H*4096 .. H*4096+4095), as a deterministic CGN allots them (RFC
+# 6888 REQ-14, RFC 7422): the address is shared, the block is the home's.
+CGN_PORT_BLOCK=4096
+setup_carrier_nat() { # prefix public_cidr homes
+	local p=$1 pub=$2 homes=$3 isp inet h rules=""
+	for h in $(seq 1 "$homes"); do
+		rules+="		iifname \"sub$h\" oifname \"up0\" meta l4proto { tcp, udp } snat to ${pub%/*}:$((h * CGN_PORT_BLOCK))-$((h * CGN_PORT_BLOCK + CGN_PORT_BLOCK - 1))"$'\n'
+		rules+="		iifname \"sub$h\" oifname \"up0\" snat to ${pub%/*}"$'\n'
+	done
 	isp=$(ns_name "$p" isp)
 	inet=$(ns_name "$p" inet)
 	ip -n "$isp" link add up0 type veth peer name isp0 netns "$inet"
@@ -124,8 +130,7 @@ setup_carrier_nat() { # prefix public_cidr
 table ip lab_cgn {
 	chain postrouting {
 		type nat hook postrouting priority srcnat; policy accept;
-		oifname "up0" masquerade
-	}
+$rules	}
 	chain forward {
 		type filter hook forward priority filter; policy drop;
 		ct state established,related accept

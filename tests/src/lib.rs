@@ -76,6 +76,8 @@ pub struct LabOptions {
     pub extra: Vec<String>,
     /// Extra options for our router (the lab's `ROUTER_ARGS`).
     pub router_args: Option<String>,
+    /// Environment for the lab script (`RELAY_BIN`, `RELAY_ARGS`, ...).
+    pub env: Vec<(String, String)>,
 }
 
 impl LabOptions {
@@ -88,6 +90,7 @@ impl LabOptions {
             forwards: Vec::new(),
             extra: Vec::new(),
             router_args: None,
+            env: Vec::new(),
         }
     }
     pub fn cams(mut self, n: u32) -> Self {
@@ -121,6 +124,11 @@ impl LabOptions {
     /// `--relays N`: relay servers at 198.51.100.20 and up (`P-relay1`, ...).
     pub fn relays(self, n: u32) -> Self {
         self.arg("--relays").arg(&n.to_string())
+    }
+    /// An environment variable for the lab script.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
     }
     /// Options for `--router ours`, split at spaces (`ROUTER_ARGS`).
     pub fn router_args(mut self, args: &str) -> Self {
@@ -175,6 +183,7 @@ impl Lab {
         if let Some(a) = &opts.router_args {
             cmd.env("ROUTER_ARGS", a);
         }
+        cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
         cmd.env("LAB_OWNER_PID", std::process::id().to_string());
         let out = cmd.output().context("running netns-scripts/lab up")?;
         // From here on the lab exists (or was cleaned by the script on failure): own it.
@@ -286,6 +295,32 @@ impl Lab {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .spawn()
+            .expect("ip netns exec spawns");
+        let pid = child.id();
+        self.children
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(child);
+        pid
+    }
+
+    /// Like [`Lab::spawn`], with stdout and stderr appended to `log` (put it in
+    /// [`Lab::state_dir`], which `down` removes).
+    pub fn spawn_logged(&self, node: &str, args: &[&str], log: &Path) -> u32 {
+        let file = || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap_or_else(|e| panic!("{}: {e}", log.display()))
+        };
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(node)])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(file())
+            .stderr(file())
             .spawn()
             .expect("ip netns exec spawns");
         let pid = child.id();

@@ -5,6 +5,8 @@
 //! really translates the homes' 100.64/10 addresses to the ISP's one public address and lets
 //! nothing in, homes are isolated from each other, UPnP off means no IGD and no NAT-PMP.
 
+use std::time::{Duration, Instant};
+
 use tests::{Lab, LabOptions, RouterKind, require_root};
 
 const TERMINAL: &str = "198.51.100.10";
@@ -108,4 +110,480 @@ fn carrier_nat_translates_homes_to_one_public_address_and_lets_nothing_in() {
         !out.contains("Public IP address"),
         "NAT-PMP answered with UPnP off: {out}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cameras through the relay
+
+const RELAY: &str = "198.51.100.20";
+
+/// A binary of the workspace: `ENV` if set, else the debug build (`cargo test --workspace`
+/// builds it).
+fn workspace_bin(env: &str, name: &str) -> String {
+    let path = std::env::var(env).unwrap_or_else(|_| {
+        tests::repo_root()
+            .join("target/debug")
+            .join(name)
+            .display()
+            .to_string()
+    });
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "{path} missing: cargo build -p {name}, or set {env}"
+    );
+    path
+}
+
+/// `lab up` with relays, using the workspace's relay binary.
+fn relay_lab(opts: LabOptions) -> Lab {
+    Lab::up(&opts.env("RELAY_BIN", &workspace_bin("RELAY_BIN", "relay"))).expect("lab up")
+}
+
+struct Cam {
+    node: String,
+    id: String,
+    pid: u32,
+}
+
+/// Starts camnode in each node with the lab's options for it (`lab camnode-args`: its
+/// provisioned identity, the relay, its secret, the CA) plus `extra`; logs in the lab's state.
+fn start_cams(lab: &Lab, nodes: &[&str], extra: &[&str]) -> Vec<Cam> {
+    let bin = workspace_bin("CAMNODE_BIN", "camnode");
+    nodes
+        .iter()
+        .map(|node| {
+            let mut args = vec![bin.clone()];
+            args.extend(lab.camnode_args(node));
+            args.extend(extra.iter().map(|s| s.to_string()));
+            let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+            let log = lab.state_dir().join(format!("camnode-{node}.log"));
+            let pid = lab.spawn_logged(node, &argv, &log);
+            let identity = std::fs::read_to_string(
+                lab.state_dir().join(format!("{node}-state/identity.toml")),
+            )
+            .expect("the lab provisioned an identity");
+            let id = identity
+                .split('"')
+                .nth(1)
+                .expect("id = \"...\"")
+                .to_string();
+            std::thread::sleep(Duration::from_millis(200));
+            Cam {
+                node: node.to_string(),
+                id,
+                pid,
+            }
+        })
+        .collect()
+}
+
+/// The relay's status JSON, asked from the internet.
+fn relay_status(lab: &Lab) -> serde_json::Value {
+    let out = lab.sh("inet", &format!("curl -sS -m 3 http://{RELAY}/status.json"));
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("relay status.json: {e}: {out}"))
+}
+
+fn device<'a>(status: &'a serde_json::Value, id: &str) -> Option<&'a serde_json::Value> {
+    status["devices"].as_array()?.iter().find(|d| d["id"] == id)
+}
+
+fn online(status: &serde_json::Value, id: &str) -> bool {
+    device(status, id).is_some_and(|d| d["state"] == "online")
+}
+
+/// Bytes the relay carried for a device, both ways.
+fn relayed_bytes(status: &serde_json::Value, id: &str) -> u64 {
+    device(status, id).map_or(0, |d| {
+        d["bytes_up"].as_u64().unwrap_or(0) + d["bytes_down"].as_u64().unwrap_or(0)
+    })
+}
+
+/// Waits until every camera is online at the relay; returns how long it took.
+fn wait_online(lab: &Lab, cams: &[&Cam], limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let s = relay_status(lab);
+        if cams.iter().all(|c| online(&s, &c.id)) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "not every camera online at the relay within {limit:?}: {s}\n{}",
+            logs(lab)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The tails of the cameras' and the relay's logs, for a failure message.
+fn logs(lab: &Lab) -> String {
+    let mut out = String::new();
+    if let Ok(dir) = std::fs::read_dir(lab.state_dir()) {
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".log") && (name.starts_with("camnode") || name.starts_with("relay"))
+            {
+                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(8).collect();
+                out += &format!("--- {name}\n");
+                for l in tail.into_iter().rev() {
+                    out += l;
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    out
+}
+
+/// GET `url` from `node`: (status code, body, redirect target).
+fn get(lab: &Lab, node: &str, url: &str) -> (u16, Vec<u8>, String) {
+    let file = format!("/tmp/{}-get-{}", lab.prefix, std::process::id());
+    let (_, out) = lab.try_sh(
+        node,
+        &format!("curl -sS -m 10 -o {file} -w '%{{http_code}} %{{redirect_url}}' '{url}'"),
+    );
+    let body = std::fs::read(&file).unwrap_or_default();
+    let _ = std::fs::remove_file(&file);
+    let mut it = out.trim().splitn(2, ' ');
+    let code = it.next().and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, body, it.next().unwrap_or("").to_string())
+}
+
+/// JPEG pictures in `bytes` (SOI ... EOI).
+fn jpegs(bytes: &[u8]) -> usize {
+    let find = |hay: &[u8], n: &[u8]| hay.windows(2).position(|w| w == n);
+    let (mut i, mut n) = (0, 0);
+    while let Some(s) = find(&bytes[i..], b"\xff\xd8") {
+        let Some(e) = find(&bytes[i + s..], b"\xff\xd9") else {
+            break;
+        };
+        n += 1;
+        i += s + e + 2;
+    }
+    n
+}
+
+fn site(id: &str) -> String {
+    format!("http://{RELAY}/d/{id}/")
+}
+
+/// From the internet, each camera's page, snapshot and MJPEG stream work through the relay and
+/// not directly.
+fn internet_sees_cameras_only_through_relay(lab: &Lab, cams: &[Cam], public: &str) {
+    for cam in cams {
+        let (code, page, _) = get(lab, "inet", &site(&cam.id));
+        assert_eq!(
+            code,
+            200,
+            "{} page through the relay\n{}",
+            cam.node,
+            logs(lab)
+        );
+        assert!(String::from_utf8_lossy(&page).contains("<html"), "a page");
+        let (code, snap, _) = get(lab, "inet", &format!("{}snapshot.jpg", site(&cam.id)));
+        assert_eq!(code, 200, "{} snapshot", cam.node);
+        assert!(
+            snap.starts_with(b"\xff\xd8"),
+            "{} snapshot is a JPEG",
+            cam.node
+        );
+        let file = format!("/tmp/{}-mjpg", lab.prefix);
+        lab.sh(
+            "inet",
+            &format!(
+                "curl -sS -m 3 -o {file} {}stream.mjpg || true",
+                site(&cam.id)
+            ),
+        );
+        let stream = std::fs::read(&file).unwrap_or_default();
+        let _ = std::fs::remove_file(&file);
+        assert!(
+            jpegs(&stream) >= 2,
+            "{}: the MJPEG stream through the relay delivered {} pictures in 3 s",
+            cam.node,
+            jpegs(&stream)
+        );
+    }
+    // Not directly: nothing answers at the public address or the home router's.
+    for target in [public, &lab.wan_addr().to_string()] {
+        for port in [8080, 8081, 8082] {
+            let (ok, _) = lab.try_sh(
+                "inet",
+                &format!("curl -sS -m 1 -o /dev/null http://{target}:{port}/"),
+            );
+            assert!(!ok, "{target}:{port} answered directly");
+        }
+    }
+}
+
+/// Through the relay, the representative's page lists the other cameras with links on the
+/// relay, and they work.
+fn representative_lists_the_others_through_relay(lab: &Lab, cams: &[Cam]) {
+    let status = |cam: &Cam| -> Option<serde_json::Value> {
+        let (_, body, _) = get(lab, "inet", &format!("{}status.json", site(&cam.id)));
+        serde_json::from_slice(&body).ok()
+    };
+    // The election and the directory settle within seconds of the last camera's start.
+    let names = wait_until(Duration::from_secs(20), || {
+        let all: Vec<serde_json::Value> = cams.iter().filter_map(status).collect();
+        let settled = all.len() == cams.len()
+            && all.iter().any(|s| {
+                s["role"] == "representative"
+                    && s["peers"].as_array().map_or(0, Vec::len) == cams.len() - 1
+            });
+        settled.then_some(all)
+    })
+    .unwrap_or_else(|| {
+        let all: Vec<serde_json::Value> = cams.iter().filter_map(status).collect();
+        panic!("no representative listing the others through the relay: {all:?}")
+    });
+    let rep = cams
+        .iter()
+        .zip(&names)
+        .find(|(_, s)| s["role"] == "representative")
+        .map(|(c, _)| c)
+        .expect("a representative");
+    let (_, page, _) = get(lab, "inet", &site(&rep.id));
+    let page = String::from_utf8_lossy(&page);
+    for (cam, status) in cams.iter().zip(&names) {
+        if cam.id == rep.id {
+            continue;
+        }
+        let link = format!("/d/{}/", cam.id);
+        assert!(
+            page.contains(&format!("href=\"{link}\""))
+                || page.contains(&format!("href=\"http://{RELAY}{link}\"")),
+            "the representative's page links {} through the relay: {page}",
+            cam.node
+        );
+        let (code, theirs, _) = get(lab, "inet", &format!("http://{RELAY}{link}"));
+        let name = status["name"].as_str().unwrap_or("?");
+        assert!(
+            code == 200 && String::from_utf8_lossy(&theirs).contains(name),
+            "the link to {} ({name}) works: {code}",
+            cam.node
+        );
+    }
+}
+
+/// A viewer in the camera's own home is sent to the camera's LAN address (seed 004) and the
+/// relay carries no byte for it.
+fn same_home_viewer_goes_to_the_lan(lab: &Lab, cam: &Cam, viewer: &str) {
+    let before = relay_status(lab);
+    let (code, _, location) = get(lab, viewer, &site(&cam.id));
+    assert_eq!(
+        code,
+        302,
+        "the same-home viewer is redirected\n{}",
+        logs(lab)
+    );
+    let lan = lab.addr(&cam.node).to_string();
+    assert!(
+        location.starts_with(&format!("http://{lan}:"))
+            || location.starts_with(&format!("http://{lan}/")),
+        "to {}'s LAN address {lan}: {location}",
+        cam.node
+    );
+    let (code, page, _) = get(lab, viewer, &location);
+    assert!(
+        code == 200 && String::from_utf8_lossy(&page).contains("<html"),
+        "the LAN address answers the viewer: {code}"
+    );
+    let (code, snap, _) = get(lab, viewer, &format!("{location}snapshot.jpg"));
+    assert!(
+        code == 200 && snap.starts_with(b"\xff\xd8"),
+        "snapshot on the LAN"
+    );
+    let after = relay_status(lab);
+    assert_eq!(
+        relayed_bytes(&after, &cam.id),
+        relayed_bytes(&before, &cam.id),
+        "the relay carried bytes for a same-home viewer"
+    );
+    assert!(
+        device(&after, &cam.id).unwrap()["lan_redirects"].as_u64()
+            > device(&before, &cam.id).unwrap()["lan_redirects"].as_u64(),
+        "the relay counted the LAN redirect"
+    );
+}
+
+/// Behind a carrier-grade NAT, three cameras: reachable from the internet only through the
+/// relay; a viewer at home goes to the LAN; a viewer in a second home behind the same carrier
+/// NAT is relayed (the camera reports its router's 100.64 address, so the relay knows the
+/// public address is shared, and home 2's flows leave from another port block of the CGN);
+/// a camera switched off is refused at once as offline; a restarted relay has every camera back
+/// within one keep-alive interval.
+#[test]
+fn carrier_nat_cameras_through_the_relay() {
+    if !require_root() {
+        return;
+    }
+    let lab = relay_lab(
+        LabOptions::new(RouterKind::Ours)
+            .cams(3)
+            .carrier_nat()
+            .homes(2)
+            .relays(1)
+            .arg("--relay-period")
+            .arg("12"),
+    );
+    // Home 2 runs one camera, for the same-network question.
+    let keepalive = 5;
+    let ka = keepalive.to_string();
+    let extra = ["--relay-keepalive-seconds", &ka, "--fps", "10"];
+    let cams = start_cams(&lab, &["cam1", "cam2", "cam3", "h2-cam1"], &extra);
+    let (home1, home2) = cams.split_at(3);
+    wait_online(
+        &lab,
+        &cams.iter().collect::<Vec<_>>(),
+        Duration::from_secs(40),
+    );
+
+    internet_sees_cameras_only_through_relay(&lab, home1, ISP_PUBLIC);
+    representative_lists_the_others_through_relay(&lab, home1);
+    same_home_viewer_goes_to_the_lan(&lab, &home1[1], "viewer");
+
+    // Home 2's viewer shares the public address but not the home: relayed, bytes counted.
+    let before = relayed_bytes(&relay_status(&lab), &home1[1].id);
+    let (code, page, _) = get(&lab, "h2-viewer", &site(&home1[1].id));
+    assert_eq!(code, 200, "home 2's viewer is relayed, not redirected");
+    assert!(String::from_utf8_lossy(&page).contains("<html"));
+    assert!(relayed_bytes(&relay_status(&lab), &home1[1].id) > before);
+    // Seed 004's question as an API: one bit.
+    let same = |a: &Cam, b: &Cam| {
+        let out = lab.sh(
+            "inet",
+            &format!(
+                "curl -sS -m 3 'http://{RELAY}/api/same-network?a={}&b={}'",
+                a.id, b.id
+            ),
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+        assert!(
+            !out.contains("203.0.113") && !out.contains("192.168"),
+            "{out}"
+        );
+        v["same"].clone()
+    };
+    assert_eq!(same(&home1[0], &home1[1]), true);
+    assert_eq!(same(&home1[0], &home2[0]), false);
+
+    // cam3 switched off: once the period (12 s) passes, the relay refuses it at once, saying
+    // since when.
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &home1[2].pid.to_string()])
+        .status();
+    let off = Instant::now();
+    let refusal = wait_until(Duration::from_secs(20), || {
+        let t = Instant::now();
+        let (code, body, _) = get(&lab, "inet", &site(&home1[2].id));
+        (code == 503).then(|| (String::from_utf8_lossy(&body).into_owned(), t.elapsed()))
+    })
+    .unwrap_or_else(|| panic!("cam3 never refused as offline\n{}", logs(&lab)));
+    assert!(
+        off.elapsed() >= Duration::from_secs(8),
+        "offline only after the period"
+    );
+    assert!(
+        refusal.0.contains("offline") && refusal.0.contains("Last heard"),
+        "a clear refusal: {}",
+        refusal.0
+    );
+    assert!(
+        refusal.1 < Duration::from_secs(1),
+        "refused at once, not after a connection attempt: {:?}",
+        refusal.1
+    );
+
+    // The relay restarted: every running camera is back within one keep-alive interval.
+    let dir = lab.state_dir();
+    let pid = std::fs::read_to_string(dir.join("relay1.pid")).expect("relay1.pid");
+    let cmdline = std::fs::read_to_string(dir.join("relay1.cmdline")).expect("relay1.cmdline");
+    lab.sh(
+        "inet",
+        &format!(
+            "kill -TERM {pid}; for i in $(seq 50); do kill -0 {pid} 2>/dev/null || exit 0; sleep 0.1; done; exit 1",
+            pid = pid.trim()
+        ),
+    );
+    let argv: Vec<&str> = cmdline.split_whitespace().collect();
+    lab.spawn_logged("relay1", &argv, &dir.join("relay1.log"));
+    let up = wait_until(Duration::from_secs(10), || {
+        lab.try_sh(
+            "inet",
+            &format!("curl -sf -m 1 -o /dev/null http://{RELAY}/status.json"),
+        )
+        .0
+        .then_some(())
+    });
+    assert!(up.is_some(), "the relay restarted\n{}", logs(&lab));
+    let running: Vec<&Cam> = cams.iter().filter(|c| c.node != "cam3").collect();
+    let took = wait_online(&lab, &running, Duration::from_secs(30));
+    assert!(
+        took <= Duration::from_millis(keepalive * 1000 + 1000),
+        "every camera back within one keep-alive interval ({keepalive} s): {took:?}"
+    );
+    let (code, _, _) = get(&lab, "inet", &format!("{}snapshot.jpg", site(&home1[0].id)));
+    assert_eq!(code, 200, "and reachable again");
+}
+
+/// Behind a router with UPnP off (no IGD, NAT-PMP or PCP), three cameras: reachable from the
+/// internet only through the relay; a viewer at home goes to the LAN.
+#[test]
+fn upnp_off_cameras_through_the_relay() {
+    if !require_root() {
+        return;
+    }
+    let lab = relay_lab(
+        LabOptions::new(RouterKind::Ours)
+            .cams(3)
+            .upnp_off()
+            .relays(1),
+    );
+    let cams = start_cams(&lab, &["cam1", "cam2", "cam3"], &[]);
+    wait_online(
+        &lab,
+        &cams.iter().collect::<Vec<_>>(),
+        Duration::from_secs(40),
+    );
+    internet_sees_cameras_only_through_relay(&lab, &cams, &lab.wan_addr().to_string());
+    same_home_viewer_goes_to_the_lan(&lab, &cams[0], "viewer");
+}
+
+/// Behind a router with UPnP off, the representative's page through the relay lists the other
+/// cameras with relay links.
+#[test]
+#[ignore = "camnode without an IGD stays 'starting' and never runs the election (portmgmt), so no \
+            camera lists the others; run with --ignored once that is fixed"]
+fn upnp_off_representative_lists_the_others_through_the_relay() {
+    if !require_root() {
+        return;
+    }
+    let lab = relay_lab(
+        LabOptions::new(RouterKind::Ours)
+            .cams(3)
+            .upnp_off()
+            .relays(1),
+    );
+    let cams = start_cams(&lab, &["cam1", "cam2", "cam3"], &[]);
+    wait_online(
+        &lab,
+        &cams.iter().collect::<Vec<_>>(),
+        Duration::from_secs(40),
+    );
+    representative_lists_the_others_through_relay(&lab, &cams);
+}
+
+fn wait_until<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
