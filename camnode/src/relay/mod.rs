@@ -78,12 +78,13 @@ fn tls_provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Resolves a relay's UDP address (a name may take a moment; literals never fail).
+/// Resolves a relay's UDP address, IPv4 (the socket is IPv4: the NATs this is for are IPv4
+/// NATs); a name may take a moment, literals never fail.
 async fn resolve(t: &RelayTarget) -> Option<SocketAddr> {
     for attempt in 0..5u32 {
         match tokio::net::lookup_host((t.host.as_str(), t.udp_port)).await {
             Ok(mut addrs) => {
-                if let Some(a) = addrs.next() {
+                if let Some(a) = addrs.find(SocketAddr::is_ipv4) {
                     return Some(a);
                 }
             }
@@ -97,15 +98,7 @@ async fn resolve(t: &RelayTarget) -> Option<SocketAddr> {
 /// The address this host sends from towards `to` (the LAN address when port management has
 /// not learned one from the router).
 fn source_towards(to: SocketAddr) -> Option<IpAddr> {
-    let s = std::net::UdpSocket::bind(SocketAddr::new(
-        if to.is_ipv4() {
-            IpAddr::from([0, 0, 0, 0])
-        } else {
-            IpAddr::from([0u16; 8])
-        },
-        0,
-    ))
-    .ok()?;
+    let s = std::net::UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], 0))).ok()?;
     s.connect(to).ok()?;
     s.local_addr().ok().map(|a| a.ip())
 }
@@ -200,6 +193,8 @@ pub async fn run(ctx: RelayContext) -> anyhow::Result<()> {
     let mut buf = vec![0u8; shared::relayproto::MAX_DATAGRAM + 1];
     let mut pm_open = true;
     let mut drops = DropLog::default();
+    // Re-read when port management's view changes (DHCP may have moved us).
+    let mut route_src = addrs.first().and_then(|a| source_towards(*a));
     loop {
         // Follow port management: the auto rule, the LAN address, the merged Directory.
         let pm = portmgmt.borrow_and_update().clone();
@@ -210,10 +205,7 @@ pub async fn run(ctx: RelayContext) -> anyhow::Result<()> {
             tracing::info!(use_relay = next_want, reachability = ?pm.reachability, "relay use changes");
             want = next_want;
         }
-        let lan_ip = pm
-            .lan_addr
-            .map(IpAddr::V4)
-            .or_else(|| addrs.first().and_then(|a| source_towards(*a)));
+        let lan_ip = pm.lan_addr.map(IpAddr::V4).or(route_src);
         core.set_lan(
             now,
             lan_ip.map(|ip| SocketAddr::new(ip, pm.lan_port)),
@@ -282,7 +274,10 @@ pub async fn run(ctx: RelayContext) -> anyhow::Result<()> {
                 }
                 Err(e) => tracing::debug!(error = %e, "relay socket"),
             },
-            r = portmgmt.changed(), if pm_open => if r.is_err() { pm_open = false },
+            r = portmgmt.changed(), if pm_open => match r {
+                Ok(()) => route_src = addrs.first().and_then(|a| source_towards(*a)),
+                Err(_) => pm_open = false,
+            },
             r = shutdown.changed() => if r.is_err() || *shutdown.borrow() {
                 let s = core.stats();
                 tracing::info!(?s, "relay side stopping");
