@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use camnode::camera::synthetic::Synthetic;
 use camnode::camera::{FrameHub, HubSettings};
 use camnode::config::RelayMode;
-use camnode::directory::{Directory, Peer, PeerSource, Reachability, Role};
+use camnode::directory::{Directory, NodeCommand, Peer, PeerSource, Reachability, Role};
 use camnode::relay::{RelayContext, RelaySettings, RelayTarget};
 use camnode::web::{WebConfig, WebState};
 use shared::relayproto::{SECRET_LEN, Secret};
@@ -64,6 +64,8 @@ struct Lab {
     pm: watch::Sender<Directory>,
     /// What the pages see.
     shown: watch::Receiver<Directory>,
+    /// Rename commands (the test plays port management).
+    commands: mpsc::Receiver<NodeCommand>,
     _hub: FrameHub,
     _stop: watch::Sender<bool>,
     dir: PathBuf,
@@ -127,14 +129,14 @@ async fn lab(tag: &str, mode: RelayMode, reach: Reachability, foreign_ca: bool) 
     .unwrap();
     let (pm_tx, pm_rx) = watch::channel(directory(reach));
     let (shown_tx, shown_rx) = watch::channel(pm_rx.borrow().clone());
-    let (cmd_tx, _cmd_rx) = mpsc::channel(8);
+    let (cmd_tx, commands) = mpsc::channel(8);
     let state = WebState::new(
         hub.handle(),
         shown_rx.clone(),
         cmd_tx,
         WebConfig {
             domain: String::new(),
-            password: String::new(),
+            password: "pw".into(),
             max_streams: 10,
             width: 160,
             height: 120,
@@ -161,6 +163,7 @@ async fn lab(tag: &str, mode: RelayMode, reach: Reachability, foreign_ca: bool) 
         viewer,
         pm: pm_tx,
         shown: shown_rx,
+        commands,
         _hub: hub,
         _stop: stop_tx,
         dir,
@@ -293,15 +296,20 @@ async fn camera_without_a_forward_is_served_through_the_relay() {
         assert_eq!(&s.body[..2], &[0xff, 0xd8], "a JPEG");
     }
 
-    // Changes from a relayed viewer need the password (none set: refused).
-    let r = ask(
-        lab.viewer,
-        "POST",
-        &format!("{site}name?via=relay"),
-        "name=x",
-    )
-    .await;
-    assert_eq!(r.status, 403, "{}", r.text());
+    // Changes from a relayed viewer need the password, even from loopback; the rename form's
+    // redirect back to the page stays on the relay (the relay puts its base before "/").
+    let name = format!("{site}name?via=relay");
+    let r = ask(lab.viewer, "POST", &name, "name=x").await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    let r = ask(lab.viewer, "POST", &name, "name=x&password=pw").await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let location = r
+        .head
+        .lines()
+        .find_map(|l| l.strip_prefix("location: "))
+        .unwrap_or_default();
+    assert_eq!(location, site, "{}", r.head);
+    assert_eq!(lab.commands.try_recv(), Ok(NodeCommand::Rename("x".into())));
 
     // Seed 004: a viewer from the camera's own public address goes to the LAN address.
     let r = ask(lab.viewer, "GET", &site, "").await;

@@ -368,16 +368,10 @@ fn rename<B>(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
     if from_form {
-        // A browser form: back to the page, which shows the new name once it is applied
-        // (through a relay: the page under its base).
-        let page = req
-            .extensions()
-            .get::<links::Relayed>()
-            .and_then(|r| r.base.as_deref())
-            .and_then(|b| HeaderValue::from_str(b).ok())
-            .unwrap_or(HeaderValue::from_static("/"));
+        // A browser form: back to the page, which shows the new name once it is applied.
         let mut r = text(StatusCode::SEE_OTHER, "renamed; see /");
-        r.headers_mut().insert(header::LOCATION, page);
+        r.headers_mut()
+            .insert(header::LOCATION, HeaderValue::from_static("/"));
         return r;
     }
     json_response(
