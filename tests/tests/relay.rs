@@ -587,3 +587,140 @@ fn wait_until<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T>
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The relay's counters that a back-connection moves.
+fn back_connection_counters(lab: &Lab) -> Vec<(String, u64)> {
+    let s = relay_status(lab);
+    [
+        "hello_ok",
+        "hello_unknown_session",
+        "hello_bad_proof",
+        "hello_expired",
+        "hello_malformed",
+        "back_tls_failures",
+        "back_unclaimed",
+    ]
+    .iter()
+    .map(|k| (k.to_string(), s["counters"][k].as_u64().unwrap_or(u64::MAX)))
+    .collect()
+}
+
+/// An attacker on the internet replays a real connection request (captured on the way to the
+/// carrier NAT) and forges one (no secret: a made-up MAC), both sent from the relay's address
+/// and port to the camera's NAT binding, the only source the NAT lets in. The camera drops and
+/// counts both, and opens no back-connection: the relay sees no new hello of any kind.
+#[test]
+fn forged_and_replayed_connection_requests_are_ignored() {
+    if !require_root() {
+        return;
+    }
+    let lab = relay_lab(
+        LabOptions::new(RouterKind::Ours)
+            .cams(1)
+            .carrier_nat()
+            .relays(1),
+    );
+    let cams = start_cams(&lab, &["cam1"], &[]);
+    let cam = &cams[0];
+    wait_online(&lab, &[cam], Duration::from_secs(40));
+    let script = tests::repo_root().join("tests/scripts/relay_attack.py");
+    let script = script.display().to_string();
+
+    // Capture a real connection request on the internet side of the carrier NAT.
+    let inet = lab.ns("inet");
+    let mut capture = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", &inet, "python3", &script, "capture", "isp0", "20",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("capture starts");
+    let mut out = std::io::BufReader::new(capture.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).expect("capture ready");
+    assert_eq!(line.trim(), "ready");
+    let (code, _, _) = get(&lab, "inet", &format!("{}snapshot.jpg", site(&cam.id)));
+    assert_eq!(code, 200, "the camera answers through the relay");
+    let mut captured = String::new();
+    std::io::Read::read_to_string(&mut out, &mut captured).expect("capture output");
+    let _ = capture.wait();
+    let captured = captured.trim().to_string();
+    let fields: Vec<&str> = captured.split(' ').collect();
+    assert_eq!(
+        fields.len(),
+        5,
+        "a connection request captured: {captured:?}"
+    );
+    let (src, sport, dst, dport, request) = (fields[0], fields[1], fields[2], fields[3], fields[4]);
+    assert_eq!(
+        (src, dst),
+        (RELAY, ISP_PUBLIC),
+        "relay -> the NAT's binding"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let before = back_connection_counters(&lab);
+    let camlog = lab.state_dir().join("camnode-cam1.log");
+
+    // The camera logs its drop totals at once, then at most every 10 s (a flood cannot flood
+    // the log): the forgery first, the replay after 10 s, each seen in its own line.
+    let dropped = |key: &str| {
+        wait_until(Duration::from_secs(15), || {
+            let text = std::fs::read_to_string(&camlog).unwrap_or_default();
+            let line = strip_ansi(
+                text.lines()
+                    .filter(|l| l.contains("relay datagrams dropped"))
+                    .next_back()?,
+            );
+            let n: u64 = line
+                .split(&format!(" {key}="))
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()?;
+            (n >= 1).then_some(line)
+        })
+        .unwrap_or_else(|| panic!("the camera counted no {key} request\n{}", logs(&lab)))
+    };
+    // Forged: a fresh session and nonce, a MAC made without the secret.
+    let forged = lab.sh("inet", &format!("python3 {script} forge {}", cam.id));
+    let send = |payload: &str| {
+        lab.sh(
+            "inet",
+            &format!("python3 {script} send {src} {sport} {dst} {dport} {payload}"),
+        );
+    };
+    send(forged.trim());
+    dropped("forged");
+    std::thread::sleep(Duration::from_secs(10));
+    // Replayed: the captured request's bytes again.
+    send(request);
+    dropped("replayed");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        back_connection_counters(&lab),
+        before,
+        "no back-connection came from the forged or replayed requests"
+    );
+    // The camera still answers real viewers.
+    let (code, _, _) = get(&lab, "inet", &site(&cam.id));
+    assert_eq!(code, 200);
+}
+
+/// A log line without its terminal colours.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
