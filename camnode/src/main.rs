@@ -37,14 +37,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Reads the relay CA file: a bad one stops the start with the field's name.
-    let relay_settings = match relay::settings::load(&config) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("camnode: {e}");
-            return ExitCode::from(2);
-        }
-    };
     if args.print_config {
         match toml::to_string(&config) {
             Ok(text) => {
@@ -57,6 +49,14 @@ fn main() -> ExitCode {
             }
         }
     }
+    // Reads the relay CA file: a bad one stops the start with the field's name.
+    let relay_settings = match relay::settings::load(&config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("camnode: {e}");
+            return ExitCode::from(2);
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
