@@ -668,8 +668,7 @@ fn forged_and_replayed_connection_requests_are_ignored() {
             let text = std::fs::read_to_string(&camlog).unwrap_or_default();
             let line = strip_ansi(
                 text.lines()
-                    .filter(|l| l.contains("relay datagrams dropped"))
-                    .next_back()?,
+                    .rfind(|l| l.contains("relay datagrams dropped"))?,
             );
             let n: u64 = line
                 .split(&format!(" {key}="))
