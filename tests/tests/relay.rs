@@ -575,6 +575,73 @@ fn upnp_off_representative_lists_the_others_through_the_relay() {
     representative_lists_the_others_through_relay(&lab, &cams);
 }
 
+/// With 10 % loss each way on the home's WAN link (behind the carrier NAT), the camera is still
+/// reached through the relay: registration, connection requests (resent) and back-connections
+/// (TCP retransmits) all get through, request after request.
+#[test]
+fn lossy_wan_camera_still_reached_through_the_relay() {
+    if !require_root() {
+        return;
+    }
+    let lab = relay_lab(
+        LabOptions::new(RouterKind::Ours)
+            .cams(1)
+            .carrier_nat()
+            .relays(1)
+            .arg("--loss")
+            .arg("10"),
+    );
+    let cams = start_cams(&lab, &["cam1"], &[]);
+    wait_online(&lab, &[&cams[0]], Duration::from_secs(60));
+    for i in 0..6 {
+        let path = if i % 2 == 0 { "" } else { "snapshot.jpg" };
+        let (code, body, _) = get(&lab, "inet", &format!("{}{path}", site(&cams[0].id)));
+        assert!(
+            code == 200 && !body.is_empty(),
+            "request {i} ({path:?}) through the relay over a lossy WAN: {code}\n{}",
+            logs(&lab)
+        );
+    }
+}
+
+/// A relay configured, but the router forwards a port (UPnP on, a public WAN address): in auto
+/// mode the camera keeps the direct forward and never registers with the relay.
+#[test]
+fn auto_keeps_a_working_direct_forward() {
+    if !require_root() {
+        return;
+    }
+    let lab = relay_lab(LabOptions::new(RouterKind::Ours).cams(1).relays(1));
+    let cams = start_cams(&lab, &["cam1"], &[]);
+    let wan = lab.wan_addr();
+    let direct = wait_until(Duration::from_secs(30), || {
+        let (code, body, _) = get(&lab, "inet", &format!("http://{wan}:8080/status.json"));
+        (code == 200).then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())?
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the camera is reachable through the forward\n{}",
+            logs(&lab)
+        )
+    });
+    assert_ne!(
+        direct["reachability"]["state"], "relay",
+        "direct, not via relay: {direct}"
+    );
+    // Long enough for a registration to have happened if the camera wanted one.
+    std::thread::sleep(Duration::from_secs(5));
+    let status = relay_status(&lab);
+    assert!(
+        !online(&status, &cams[0].id),
+        "the camera registered with the relay beside a working forward: {status}"
+    );
+    let (code, _, _) = get(&lab, "inet", &site(&cams[0].id));
+    assert_ne!(
+        code, 200,
+        "the relay does not serve a camera that did not register"
+    );
+}
+
 fn wait_until<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let start = Instant::now();
     loop {
