@@ -146,21 +146,35 @@ cmd_tour() {
 		esac
 	done
 	need_root
-	local dir wan inet spare rep_pid
+	local dir wan inet spare rep_pid relays port
 	dir=$(state_dir "$prefix")
 	[ -f "$dir/config" ] || die "no lab $prefix: start it with 'lab demo --prefix $prefix'"
 	wan=$(sed -n 's/^wan=//p' "$dir/config")
 	wan=${wan%/*}
 	inet=$(ns_name "$prefix" inet)
+	relays=$(sed -n 's/^relays=//p' "$dir/config")
+	[ "$(sed -n 's/^carrier_nat=//p' "$dir/config")" = on ] || [ "$(sed -n 's/^upnp=//p' "$dir/config")" = off ] || relays=0
 	show() {
+		[ "${relays:-0}" -eq 0 ] || { tour_show_relay "$prefix"; return; }
 		echo "   http://$wan:8080/ lists:"
 		in_ns "$inet" curl -s -m 3 "http://$wan:8080/status.json" |
 			python3 -c 'import json,sys; d=json.load(sys.stdin); print("     representative:", d["name"]); [print("     -", p["name"], p["url"]) for p in d["peers"]]' 2>/dev/null ||
 			echo "     (no answer on :8080)"
 	}
 	echo "1. The cameras as the internet sees them."; show
+	if [ "${relays:-0}" -gt 0 ]; then
+		local id
+		id=$(device_id_of "$prefix" cam1)
+		echo "   A viewer in the cameras' home asks the relay for cam1 (seed 004):"
+		in_ns "$(ns_name "$prefix" viewer)" curl -s -m 5 -o /dev/null -w '     %{http_code} to %{redirect_url} (the LAN address: no picture byte crosses the relay)\n' \
+			"http://$(relay_addr 1)/d/$id/" || true
+	fi
 	echo "2. Rename cam2 to \"garden\" (from the LAN)."
-	in_ns "$(ns_name "$prefix" viewer)" curl -s -m 3 -o /dev/null -d 'name=garden' "http://$(node_addr "$prefix" cam2):8081/name" || true
+	# cam2's web port: 8081 with port forwarding; behind a relay, as it reports it.
+	port=8081
+	[ "${relays:-0}" -eq 0 ] || port=$(in_ns "$inet" curl -s -m 8 "http://$(relay_addr 1)/d/$(device_id_of "$prefix" cam2)/status.json" |
+		python3 -c 'import json,sys; print(json.load(sys.stdin)["ports"]["lan"])' 2>/dev/null || echo 8080)
+	in_ns "$(ns_name "$prefix" viewer)" curl -s -m 3 -o /dev/null -d 'name=garden' "http://$(node_addr "$prefix" cam2):$port/name" || true
 	sleep 2; show
 	spare=$(sed -n 's/^spare_cam=//p' "$dir/config")
 	if [ -n "$spare" ] && [ ! -f "$dir/camnode-$spare.pid" ]; then
@@ -169,9 +183,25 @@ cmd_tour() {
 	fi
 	rep_pid=$(cat "$dir/camnode-cam1.pid" 2>/dev/null || true)
 	if [ -n "$rep_pid" ] && kill -0 "$rep_pid" 2>/dev/null; then
-		echo "4. The representative (cam1) is switched off; another camera takes over :8080."
+		echo "4. The representative (cam1) is switched off; another camera takes over$([ "${relays:-0}" -gt 0 ] && echo " (and lists the others through the relay)" || echo " :8080")."
 		kill -TERM "$rep_pid"
 		sleep "$step_wait"; show
 	fi
 }
 
+
+# The tour's view through the relay: each running camera's site on relay 1, its name, its role
+# and how many cameras its page lists.
+tour_show_relay() { # prefix
+	local p=$1 dir relay node id pid
+	dir=$(state_dir "$p")
+	relay=$(relay_addr 1)
+	echo "   through the relay (http://$relay/d/<id>/):"
+	while read -r node id _; do
+		pid=$(cat "$dir/camnode-$node.pid" 2>/dev/null || true)
+		[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || continue
+		in_ns "$(ns_name "$p" inet)" curl -s -m 8 "http://$relay/d/$id/status.json" |
+			python3 -c 'import json,sys; d=json.load(sys.stdin); print("     - %s: %s, %s, lists %d other(s); %s" % (sys.argv[1], d["name"], d["role"], len(d["peers"]), d["reachability"]["text"]))' "$node" 2>/dev/null ||
+			echo "     - $node: (no answer through the relay)"
+	done <"$dir/relay/devices"
+}
