@@ -206,6 +206,17 @@ impl Lab {
     /// `lab demo --no-wait` with a fresh prefix: our router, `cams` camera nodes, and the
     /// 127.0.0.1 proxies into the internet (`proxy_port`) and LAN (`proxy_port + 1`) views.
     pub fn demo(cams: u32, proxy_port: u16) -> Result<Lab> {
+        Lab::demo_with(cams, proxy_port, &[], &[])
+    }
+
+    /// [`Lab::demo`] with more `lab demo` options (`--carrier-nat`, ...) and environment
+    /// (`RELAY_BIN`, `CAMNODE_BIN`).
+    pub fn demo_with(
+        cams: u32,
+        proxy_port: u16,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Lab> {
         let _ = Command::new(lab_script())
             .arg("gc")
             .stdout(Stdio::null())
@@ -226,6 +237,8 @@ impl Lab {
                 "--lan-proxy-port",
                 &(proxy_port + 1).to_string(),
             ])
+            .args(extra)
+            .envs(env.iter().copied())
             .env("LAB_OWNER_PID", std::process::id().to_string())
             .output()
             .context("running netns-scripts/lab demo")?;
@@ -458,6 +471,34 @@ impl Drop for Lab {
     fn drop(&mut self) {
         self.down();
     }
+}
+
+/// Headless Chromium through the HTTP proxy on 127.0.0.1:`proxy` (a demo's view), with the flags
+/// this machine needs (no sandbox as root, no background networking: no internet here); a fresh
+/// profile under `profile` per call. Returns its stdout (the DOM with `--dump-dom`).
+pub fn chromium(proxy: u16, profile: &str, args: &[&str]) -> String {
+    static RUN: AtomicU32 = AtomicU32::new(0);
+    let profile = format!("{profile}/{}", RUN.fetch_add(1, Ordering::Relaxed));
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1100,900",
+            &format!("--user-data-dir={profile}"),
+            &format!("--proxy-server=http://127.0.0.1:{proxy}"),
+            // Lets the page's script run (it polls status.json to fill in the camera list).
+            "--virtual-time-budget=4000",
+        ])
+        .args(args)
+        .output()
+        .expect("chromium runs (netns-scripts/lab deps installs it)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The namespaces that exist now whose name starts with `prefix-`.

@@ -642,6 +642,97 @@ fn auto_keeps_a_working_direct_forward() {
     );
 }
 
+/// `lab demo --carrier-nat` as a stakeholder sees it, in a real browser through the demo's
+/// 127.0.0.1 proxies: from the internet, the seed's `connect.cgi?ID=` reaches the camera's page
+/// through the relay, which lists the other cameras with relay links; another camera's page
+/// through the relay shows a moving picture; from the home's LAN the same address lands on the
+/// camera's LAN address. Screenshots go to `target/artifacts/`.
+#[test]
+fn demo_carrier_nat_in_a_real_browser() {
+    if !require_root() {
+        return;
+    }
+    let proxy = 20000 + (std::process::id() % 20000) as u16 + 2;
+    let relay_bin = workspace_bin("RELAY_BIN", "relay");
+    let camnode_bin = workspace_bin("CAMNODE_BIN", "camnode");
+    let lab = Lab::demo_with(
+        3,
+        proxy,
+        &["--carrier-nat"],
+        &[("RELAY_BIN", &relay_bin), ("CAMNODE_BIN", &camnode_bin)],
+    )
+    .expect("lab demo --carrier-nat");
+    let devices = std::fs::read_to_string(lab.state_dir().join("relay/devices")).expect("devices");
+    let id_of = |node: &str| {
+        devices
+            .lines()
+            .find(|l| l.starts_with(&format!("{node} ")))
+            .and_then(|l| l.split(' ').nth(1))
+            .expect("the camera's id")
+            .to_string()
+    };
+    let shots = tests::repo_root().join("target/artifacts");
+    std::fs::create_dir_all(&shots).expect("artifacts dir");
+    let profile = format!("/tmp/{}-chromium", lab.prefix);
+    // The election and the page's list settle within seconds of the demo's start.
+    let ids: Vec<String> = ["cam1", "cam2", "cam3"].iter().map(|n| id_of(n)).collect();
+    let rep = wait_until(Duration::from_secs(20), || {
+        ids.iter().find(|id| {
+            let (_, body, _) = get(&lab, "inet", &format!("{}status.json", site(id)));
+            serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|s| {
+                s["role"] == "representative" && s["peers"].as_array().map_or(0, Vec::len) == 2
+            })
+        })
+    })
+    .expect("a representative listing the two others")
+    .clone();
+
+    let connect = format!("http://{RELAY}/connect.cgi?ID={rep}");
+    let dom = tests::chromium(proxy, &profile, &["--dump-dom", &connect]);
+    for id in ids.iter().filter(|id| **id != rep) {
+        assert!(
+            dom.contains(&format!("/d/{id}/")),
+            "the representative's page through the relay links {id}:\n{dom}"
+        );
+    }
+    let rep_png = shots.join("demo-cgn-representative.png");
+    tests::chromium(
+        proxy,
+        &profile,
+        &[&format!("--screenshot={}", rep_png.display()), &connect],
+    );
+    assert!(
+        std::fs::metadata(&rep_png).is_ok_and(|m| m.len() > 10_000),
+        "screenshot written"
+    );
+
+    // Another camera through the relay, twice: the picture moves.
+    let other = ids.iter().find(|id| **id != rep).expect("another camera");
+    let (a, b) = (
+        shots.join("demo-cgn-other-1.png"),
+        shots.join("demo-cgn-other-2.png"),
+    );
+    for shot in [&a, &b] {
+        tests::chromium(
+            proxy,
+            &profile,
+            &[&format!("--screenshot={}", shot.display()), &site(other)],
+        );
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    let (pa, pb) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    assert!(pa.len() > 10_000 && pb.len() > 10_000, "real pages");
+    assert_ne!(pa, pb, "the picture through the relay moves");
+
+    // From the home's LAN the relay sends the browser to the camera's LAN address.
+    let dom = tests::chromium(proxy + 1, &profile, &["--dump-dom", &connect]);
+    assert!(
+        dom.contains("http://192.168.1."),
+        "the LAN view of the representative links LAN addresses:\n{dom}"
+    );
+    let _ = std::fs::remove_dir_all(&profile);
+}
+
 fn wait_until<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let start = Instant::now();
     loop {
