@@ -8,10 +8,12 @@
 //!    for the maximum access confirmation period). Unanswered after `attempts` tries (backing
 //!    off from `answer_timeout`), the next relay is asked: failover, round-robin.
 //! 2. Once answered, a **Refresh** at once (it sets the last access and the LAN address of seed
-//!    004), then one every `period / 3`, so two lost refreshes in a row still leave the device
-//!    online at the relay. Every answer repeats the period, so a changed relay setting is
-//!    learned within one refresh. A refresh unanswered `attempts` times means the relay is
-//!    gone: the next relay is queried.
+//!    004), then one every `period / 3` (so two lost refreshes in a row still leave the device
+//!    online at the relay) but at least every `refresh_max` (60 s): refreshes are what is
+//!    answered, so they are how a dead relay is noticed, within `refresh_max` plus the retries
+//!    (20 s). Every answer repeats the period, so a changed relay setting is learned within one
+//!    refresh. A refresh unanswered `attempts` times means the relay is gone: the next relay is
+//!    queried.
 //! 3. A **KeepAlive** whenever nothing went to the relay for `keepalive` (the shorter of our
 //!    setting and the relay's suggestion): it keeps the NAT's UDP binding open, so it must come
 //!    more often than the NAT's UDP timeout (30 s on many routers; RFC 4787 REQ-5 asks for at
@@ -57,6 +59,8 @@ pub struct Settings {
     pub max_request_lead: Duration,
     /// While on a fallback relay, how often the better ones are asked (default 60 s).
     pub failback: Duration,
+    /// The longest time between refreshes, whatever the period (default 60 s).
+    pub refresh_max: Duration,
 }
 
 impl Default for Settings {
@@ -68,6 +72,7 @@ impl Default for Settings {
             max_request_age: Duration::from_secs(30),
             max_request_lead: Duration::from_secs(2),
             failback: Duration::from_secs(60),
+            refresh_max: Duration::from_secs(60),
         }
     }
 }
@@ -212,15 +217,18 @@ struct Pending {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Timer {
-    KeepAlive,
+    // Before KeepAlive: a refresh due at the same instant resets the keep-alive instead of
+    // following it.
     Refresh,
+    KeepAlive,
     Answer,
     Failback,
 }
 
+/// In the order of the enum (its discriminants index `timers`).
 const TIMERS: [Timer; 4] = [
-    Timer::KeepAlive,
     Timer::Refresh,
+    Timer::KeepAlive,
     Timer::Answer,
     Timer::Failback,
 ];
@@ -536,7 +544,12 @@ impl DeviceCore {
             self.stats.unexpected += 1;
             return;
         };
-        let Some(answered) = self.pending.remove(i).map(|p| p.kind) else {
+        let Some(Pending {
+            kind: answered,
+            at: sent_at,
+            ..
+        }) = self.pending.remove(i)
+        else {
             return;
         };
         self.stats.answers += 1;
@@ -582,8 +595,13 @@ impl DeviceCore {
             (Sent::Refresh, Some(Asking::Refresh)) => {
                 self.awaiting = None;
                 self.timer(Timer::Answer, None);
-                self.timer(Timer::Refresh, Some(now + self.period / 3));
-                let failback = (self.active > 0).then(|| now + self.s.failback);
+                // From when it left, so the next refresh replaces a keep-alive rather than
+                // following one by a round trip.
+                let every = (self.period / 3).min(self.s.refresh_max);
+                self.timer(Timer::Refresh, Some(sent_at + every));
+                // On a fallback: ask the better relays from now on (a running schedule stays).
+                let failback = self.timers[Timer::Failback as usize]
+                    .or_else(|| (self.active > 0).then(|| now + self.s.failback));
                 self.timer(Timer::Failback, failback);
             }
             // The query's answer; or a keep-alive's, which means the relay had lost us (a
