@@ -302,38 +302,37 @@ impl Lab {
 
     /// Start a long-running process in a node; it is killed when the lab is dropped.
     pub fn spawn(&self, node: &str, args: &[&str]) -> u32 {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns(node)])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ip netns exec spawns");
-        let pid = child.id();
-        self.children
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(child);
-        pid
+        self.spawn_with(node, args, Stdio::null, Stdio::null)
     }
 
     /// Like [`Lab::spawn`], with stdout and stderr appended to `log` (put it in
     /// [`Lab::state_dir`], which `down` removes).
     pub fn spawn_logged(&self, node: &str, args: &[&str], log: &Path) -> u32 {
         let file = || {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(log)
-                .unwrap_or_else(|e| panic!("{}: {e}", log.display()))
+            Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)
+                    .unwrap_or_else(|e| panic!("{}: {e}", log.display())),
+            )
         };
+        self.spawn_with(node, args, file, file)
+    }
+
+    fn spawn_with(
+        &self,
+        node: &str,
+        args: &[&str],
+        stdout: impl FnOnce() -> Stdio,
+        stderr: impl FnOnce() -> Stdio,
+    ) -> u32 {
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns(node)])
             .args(args)
             .stdin(Stdio::null())
-            .stdout(file())
-            .stderr(file())
+            .stdout(stdout())
+            .stderr(stderr())
             .spawn()
             .expect("ip netns exec spawns");
         let pid = child.id();

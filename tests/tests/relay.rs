@@ -535,18 +535,7 @@ fn upnp_off_cameras_through_the_relay() {
     if !require_root() {
         return;
     }
-    let lab = relay_lab(
-        LabOptions::new(RouterKind::Ours)
-            .cams(3)
-            .upnp_off()
-            .relays(1),
-    );
-    let cams = start_cams(&lab, &["cam1", "cam2", "cam3"], &[]);
-    wait_online(
-        &lab,
-        &cams.iter().collect::<Vec<_>>(),
-        Duration::from_secs(40),
-    );
+    let (lab, cams) = upnp_off_three_cameras();
     internet_sees_cameras_only_through_relay(&lab, &cams, &lab.wan_addr().to_string());
     same_home_viewer_goes_to_the_lan(&lab, &cams[0], "viewer");
 }
@@ -560,6 +549,12 @@ fn upnp_off_representative_lists_the_others_through_the_relay() {
     if !require_root() {
         return;
     }
+    let (lab, cams) = upnp_off_three_cameras();
+    representative_lists_the_others_through_relay(&lab, &cams);
+}
+
+/// A lab whose router has UPnP off, a relay, three cameras online at it.
+fn upnp_off_three_cameras() -> (Lab, Vec<Cam>) {
     let lab = relay_lab(
         LabOptions::new(RouterKind::Ours)
             .cams(3)
@@ -572,7 +567,7 @@ fn upnp_off_representative_lists_the_others_through_the_relay() {
         &cams.iter().collect::<Vec<_>>(),
         Duration::from_secs(40),
     );
-    representative_lists_the_others_through_relay(&lab, &cams);
+    (lab, cams)
 }
 
 /// With 10 % loss each way on the home's WAN link (behind the carrier NAT), the camera is still
