@@ -3,7 +3,8 @@
 //!
 //! First the lab's own promises (the topology every relay test stands on): the carrier NAT
 //! really translates the homes' 100.64/10 addresses to the ISP's one public address and lets
-//! nothing in, homes are isolated from each other, UPnP off means no IGD and no NAT-PMP.
+//! nothing in, homes are isolated from each other, the relays are reachable, UPnP off means no
+//! IGD and no NAT-PMP, and `down` removes it all.
 
 use std::time::{Duration, Instant};
 
@@ -32,18 +33,18 @@ fn source_seen_by_terminal(lab: &Lab, node: &str, port: u16) -> String {
 }
 
 #[test]
-fn carrier_nat_translates_homes_to_one_public_address_and_lets_nothing_in() {
+fn topology_carrier_nat_homes_relays_and_down() {
     if !require_root() {
         return;
     }
-    let lab = Lab::up(
-        &LabOptions::new(RouterKind::Ours)
+    let lab = relay_lab(
+        LabOptions::new(RouterKind::Ours)
             .cams(1)
             .carrier_nat()
             .homes(2)
-            .upnp_off(),
-    )
-    .expect("lab up");
+            .upnp_off()
+            .relays(2),
+    );
 
     // Each home router's WAN is in the shared address space (RFC 6598), on its own access link.
     assert_eq!(lab.wan_addr().to_string(), "100.64.1.2");
@@ -99,6 +100,23 @@ fn carrier_nat_translates_homes_to_one_public_address_and_lets_nothing_in() {
         "home 2's viewer got home 2's camera: {listing}"
     );
 
+    // The relays answer at 198.51.100.20 and .21, from the internet, from both homes, and from
+    // each other.
+    for (node, relay) in [
+        ("inet", 1),
+        ("inet", 2),
+        ("cam1", 1),
+        ("h2-cam1", 2),
+        ("relay1", 2),
+        ("relay2", 1),
+    ] {
+        let addr = Lab::relay_addr(relay);
+        lab.sh(
+            node,
+            &format!("curl -sSf -m 3 -o /dev/null http://{addr}/status.json"),
+        );
+    }
+
     // UPnP off: no IGD answers discovery, no NAT-PMP answers on the gateway.
     let (ok, out) = lab.try_sh("viewer", "upnpc -i -s");
     assert!(
@@ -109,6 +127,32 @@ fn carrier_nat_translates_homes_to_one_public_address_and_lets_nothing_in() {
     assert!(
         !out.contains("Public IP address"),
         "NAT-PMP answered with UPnP off: {out}"
+    );
+
+    // `down` removes every namespace, the state (certificates, secrets, logs) and the
+    // namespaces' /etc/netns files; no relay or router process is left.
+    let prefix = lab.prefix.clone();
+    let state = lab.state_dir();
+    drop(lab);
+    assert_eq!(tests::namespaces_with_prefix(&prefix), Vec::<String>::new());
+    assert!(!state.exists(), "{} left", state.display());
+    let etc: Vec<String> = std::fs::read_dir("/etc/netns")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&format!("{prefix}-")))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(etc.is_empty(), "/etc/netns entries left: {etc:?}");
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .expect("ps");
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    assert!(
+        !ps.lines().any(|l| l.contains(&format!("/{prefix}/"))),
+        "processes of the lab left:\n{ps}"
     );
 }
 
