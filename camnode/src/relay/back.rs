@@ -127,3 +127,38 @@ fn viewer_of(state: &WebState, h: &HeaderMap) -> IpAddr {
         Place::Lan => unknown,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use hyper::header::HeaderValue;
+
+    use super::*;
+
+    fn base_of(value: &str) -> Option<String> {
+        let mut h = HeaderMap::new();
+        h.insert(headers::RELAY_BASE, HeaderValue::from_str(value).unwrap());
+        relayed_of(&h).base
+    }
+
+    /// The base goes into HTML attributes and a script: only plain paths are taken.
+    #[test]
+    fn only_plain_relay_bases_are_taken() {
+        assert_eq!(
+            base_of("/d/00000000000000a1/").as_deref(),
+            Some("/d/00000000000000a1/")
+        );
+        for hostile in [
+            "//evil.example/",
+            "javascript:alert(1)/",
+            "/d/a\"><script>/",
+            "/d/a'/",
+            "/d/a b/",
+            "d/a/",
+            "/d/a",
+            &format!("/{}/", "a".repeat(300)),
+        ] {
+            assert_eq!(base_of(hostile), None, "{hostile}");
+        }
+        assert_eq!(relayed_of(&HeaderMap::new()).base, None);
+    }
+}
