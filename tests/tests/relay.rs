@@ -772,6 +772,42 @@ fn demo_carrier_nat_in_a_real_browser() {
     let _ = std::fs::remove_dir_all(&profile);
 }
 
+/// Behind a home router whose UDP mappings expire after 30 s idle (our router's
+/// `--udp-timeout 30`, UPnP off), a camera left alone for over two timeouts is still reached at
+/// once: its keep-alives (every 15 s by default) hold the binding the relay's connection
+/// requests come in through. Without them the request would be dropped at the router until the
+/// camera's next datagram, and the viewer would wait or get the relay's 504.
+#[test]
+fn keepalives_hold_a_30_s_nat_binding_while_idle() {
+    if !require_root() {
+        return;
+    }
+    let lab = relay_lab(
+        LabOptions::new(RouterKind::Ours)
+            .cams(1)
+            .upnp_off()
+            .relays(1)
+            .router_args("--udp-timeout 30"),
+    );
+    let cams = start_cams(&lab, &["cam1"], &[]);
+    wait_online(&lab, &[&cams[0]], Duration::from_secs(40));
+    for idle in [65, 20] {
+        std::thread::sleep(Duration::from_secs(idle));
+        let start = Instant::now();
+        let (code, body, _) = get(&lab, "inet", &format!("{}snapshot.jpg", site(&cams[0].id)));
+        let took = start.elapsed();
+        assert!(
+            code == 200 && body.starts_with(b"\xff\xd8"),
+            "after {idle} s idle: {code}\n{}",
+            logs(&lab)
+        );
+        assert!(
+            took < Duration::from_secs(3),
+            "after {idle} s idle the snapshot took {took:?}: the binding was gone"
+        );
+    }
+}
+
 fn wait_until<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let start = Instant::now();
     loop {
