@@ -290,6 +290,53 @@ fn upnp_off_cameras_through_the_relay() {
     let (lab, cams) = upnp_off_three_cameras();
     internet_sees_cameras_only_through_relay(&lab, &cams, &lab.wan_addr().to_string());
     same_home_viewer_goes_to_the_lan(&lab, &cams[0], "viewer");
+    // Viewers over HTTPS: the relay's certificate verifies against the lab's CA for its address.
+    let ca = lab.state_dir().join("relay/ca.pem");
+    let snap = lab.sh(
+        "inet",
+        &format!(
+            "curl -sS -m 10 --cacert {} https://{RELAY}/d/{}/snapshot.jpg | head -c 2 | od -An -tx1",
+            ca.display(),
+            cams[1].id
+        ),
+    );
+    assert_eq!(snap.trim(), "ff d8", "a JPEG over HTTPS through the relay");
+}
+
+/// Two homes behind one carrier NAT, both routers with UPnP off: the cameras cannot report
+/// their router's address, so the relay knows the public address is shared only from its
+/// configuration (the ISP's prefix, `same_network_shared_prefixes`), and tells homes apart by
+/// the CGN's port block. Home 1's viewer is sent to the LAN, home 2's is relayed.
+#[test]
+fn carrier_nat_and_upnp_off_homes_stay_apart() {
+    if !require_root() {
+        return;
+    }
+    let lab = relay_lab(
+        LabOptions::new(RouterKind::Ours)
+            .cams(1)
+            .carrier_nat()
+            .upnp_off()
+            .homes(2)
+            .relays(1),
+    );
+    let cams = start_cams(&lab, &["cam1", "h2-cam1"], &[]);
+    wait_online(
+        &lab,
+        &cams.iter().collect::<Vec<_>>(),
+        Duration::from_secs(40),
+    );
+    same_home_viewer_goes_to_the_lan(&lab, &cams[0], "viewer");
+    same_home_viewer_goes_to_the_lan(&lab, &cams[1], "h2-viewer");
+    for (viewer, cam) in [("h2-viewer", &cams[0]), ("viewer", &cams[1])] {
+        let (code, page, _) = get(&lab, viewer, &site(&cam.id));
+        assert_eq!(
+            code, 200,
+            "{viewer} is relayed to {}, not redirected",
+            cam.node
+        );
+        assert!(String::from_utf8_lossy(&page).contains("<html"));
+    }
 }
 
 /// Behind a router with UPnP off, the representative's page through the relay lists the other
