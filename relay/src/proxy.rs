@@ -212,6 +212,7 @@ async fn open(
             "no waiter",
         )));
     };
+    let asked = Instant::now();
     let stream = match tokio::time::timeout(setup + Duration::from_millis(500), rx).await {
         Ok(Ok(s)) => s,
         _ => {
@@ -253,6 +254,7 @@ async fn open(
     debug!(
         device = idt,
         session = format!("{session:016x}"),
+        back_connection_us = asked.elapsed().as_micros() as u64,
         "session up"
     );
     Ok(BackLink {

@@ -305,6 +305,7 @@ async fn back_conn(
     peer: SocketAddr,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
+    let accepted = Instant::now();
     let started = tokio::time::timeout(HELLO_TIME, async {
         let mut tls = acceptor.accept(tcp).await.map_err(|e| (true, e))?;
         let mut buf = [0u8; HELLO_LEN];
@@ -356,7 +357,13 @@ async fn back_conn(
         let _ = tls.shutdown().await;
         return;
     };
-    debug!(%peer, device = id, session = format!("{session:016x}"), "back-connection up");
+    debug!(
+        %peer,
+        device = id,
+        session = format!("{session:016x}"),
+        tls_and_hello_us = accepted.elapsed().as_micros() as u64,
+        "back-connection up"
+    );
     let waiter = lock(&shared.waiters).remove(&session);
     match waiter {
         Some(tx) => {

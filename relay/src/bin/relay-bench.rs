@@ -177,6 +177,7 @@ async fn connect(to: SocketAddr) -> Result<Sender> {
 
 /// GETs `path`; returns the time to the response head and the body's length.
 async fn get(s: &mut Sender, path: &str) -> Result<(Duration, u64)> {
+    s.ready().await?;
     let t = Instant::now();
     let req = Request::get(path)
         .header("host", "bench")
@@ -512,7 +513,11 @@ async fn main() -> Result<()> {
         );
     }
     drop(relay_kid);
-    let _ = std::fs::remove_dir_all(&dir);
+    if std::env::var_os("RELAY_BENCH_KEEP").is_some() {
+        println!("kept {} (relay.log: the relay's log)", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     Ok(())
 }
 
