@@ -663,3 +663,45 @@ fn forged_and_replayed_connection_requests_are_ignored() {
     let (code, _, _) = get(&lab, "inet", &site(&cam.id));
     assert_eq!(code, 200);
 }
+
+/// Two relays configured (`--relays 2`: each camera gets both, best first): the camera registers
+/// with the first only; when that one stops, the camera moves to the second within a refresh
+/// interval plus its retries and is reached there.
+#[test]
+fn camera_fails_over_to_the_second_relay() {
+    if !require_root() {
+        return;
+    }
+    let lab = relay_lab(
+        LabOptions::new(RouterKind::Ours)
+            .cams(1)
+            .carrier_nat()
+            .relays(2)
+            .arg("--relay-period")
+            .arg("12"),
+    );
+    let cams = start_cams(&lab, &["cam1"], &[]);
+    let cam = &cams[0];
+    wait_online(&lab, &[cam], Duration::from_secs(40));
+    let second = Lab::relay_addr(2).to_string();
+    let at_second = |lab: &Lab| relay_status_at(lab, &second).is_some_and(|s| online(&s, &cam.id));
+    assert!(!at_second(&lab), "registered with the first relay only");
+
+    let pid = std::fs::read_to_string(lab.state_dir().join("relay1.pid")).expect("relay1.pid");
+    lab.sh("relay1", &format!("kill -TERM {}", pid.trim()));
+    let moved = wait_until(Duration::from_secs(40), || at_second(&lab).then_some(()));
+    assert!(
+        moved.is_some(),
+        "the camera moved to the second relay\n{}",
+        logs(&lab)
+    );
+    let (code, snap, _) = get(
+        &lab,
+        "inet",
+        &format!("http://{second}/d/{}/snapshot.jpg", cam.id),
+    );
+    assert!(
+        code == 200 && snap.starts_with(b"\xff\xd8"),
+        "reached through the second relay: {code}"
+    );
+}
