@@ -95,6 +95,12 @@ EOF
 			echo "same_network_port_block = $CGN_PORT_BLOCK"
 			echo "same_network_shared_prefixes = [\"$(sed -n 's/^public=//p' "$dir/config")/32\"]"
 		fi
+		# No camera in the lab: an enrolment key, so the relay starts and a device of your own can
+		# register (`relay enrol --device ID --config relayI.toml` prints its secret).
+		if [ ! -s "$dir/relay/devices" ]; then
+			[ -s "$dir/relay/enrol_key" ] || "$(relay_bin)" enrol --new-key | grep '^enrol_key' >"$dir/relay/enrol_key"
+			cat "$dir/relay/enrol_key"
+		fi
 		while read -r node id secret; do
 			printf '\n[[device]]\n# %s\nid = "%s"\nsecret = "%s"\n' "$node" "$id" "$secret"
 		done <"$dir/relay/devices"
