@@ -463,7 +463,8 @@ async fn main() -> Result<()> {
     wait_http(relay_http, &format!("{prefix}/small")).await?;
 
     // rathole, if installed.
-    let rathole_addr = start_rathole(&a.rathole, &dir, origin_addr).await;
+    let rathole_addr = start_rathole(&a.rathole, &dir, origin_addr, false).await;
+    let noise_addr = start_rathole(&a.rathole, &dir, origin_addr, true).await;
 
     let mut rows: Vec<(&str, Figures)> = Vec::new();
     rows.push(("direct", measure(origin_addr, "", &a).await?));
@@ -478,6 +479,10 @@ async fn main() -> Result<()> {
             rows.push(("rathole", measure(addr, "", &a).await?));
         }
         Err(e) => println!("rathole skipped: {e:#}"),
+    }
+    if let Ok((addr, k)) = noise_addr {
+        rows.push(("rathole noise", measure(addr, "", &a).await?));
+        drop(k);
     }
     print_table(&rows);
     println!(
@@ -536,37 +541,66 @@ async fn fetch_known(relay_http: SocketAddr) -> Result<usize> {
         .unwrap_or(0))
 }
 
+/// rathole's server and client forwarding a port to `origin`: plain TCP, or with `noise` its
+/// encrypted transport (Noise_NK x25519, what compares with our TLS back-connection).
 async fn start_rathole(
     bin: &str,
     dir: &Path,
     origin: SocketAddr,
+    noise: bool,
 ) -> Result<(SocketAddr, Vec<Kid>)> {
     let bin = which(bin).context("not installed (cargo install rathole)")?;
     let (ctrl, svc) = (free_port(), free_port());
+    let (mut st, mut ct) = (String::new(), String::new());
+    if noise {
+        let out = Command::new(&bin).arg("--genkey").output()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        let (Some(private), Some(public)) = (lines.get(1), lines.get(3)) else {
+            bail!("rathole --genkey printed {text:?}");
+        };
+        st = format!(
+            "[server.transport]\ntype = \"noise\"\n[server.transport.noise]\n\
+             local_private_key = \"{private}\"\n"
+        );
+        ct = format!(
+            "[client.transport]\ntype = \"noise\"\n[client.transport.noise]\n\
+             remote_public_key = \"{public}\"\n"
+        );
+    }
+    let tag = if noise { "n" } else { "t" };
+    let (sf, cf) = (
+        dir.join(format!("rs{tag}.toml")),
+        dir.join(format!("rc{tag}.toml")),
+    );
     std::fs::write(
-        dir.join("rs.toml"),
+        &sf,
         format!(
-            "[server]\nbind_addr = \"127.0.0.1:{ctrl}\"\n[server.services.cam]\n\
+            "[server]\nbind_addr = \"127.0.0.1:{ctrl}\"\n{st}[server.services.cam]\n\
              token = \"bench\"\nbind_addr = \"127.0.0.1:{svc}\"\n"
         ),
     )?;
     std::fs::write(
-        dir.join("rc.toml"),
+        &cf,
         format!(
-            "[client]\nremote_addr = \"127.0.0.1:{ctrl}\"\n[client.services.cam]\n\
+            "[client]\nremote_addr = \"127.0.0.1:{ctrl}\"\n{ct}[client.services.cam]\n\
              token = \"bench\"\nlocal_addr = \"{origin}\"\n"
         ),
     )?;
     let s = spawn(
         &bin,
-        &["-s", &dir.join("rs.toml").to_string_lossy()],
-        &dir.join("rathole-s.log"),
+        &["-s", &sf.to_string_lossy()],
+        &dir.join(format!("rathole-s{tag}.log")),
     )?;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let c = spawn(
         &bin,
-        &["-c", &dir.join("rc.toml").to_string_lossy()],
-        &dir.join("rathole-c.log"),
+        &["-c", &cf.to_string_lossy()],
+        &dir.join(format!("rathole-c{tag}.log")),
     )?;
     let addr: SocketAddr = format!("127.0.0.1:{svc}").parse()?;
     wait_http(addr, "/small").await?;
@@ -609,12 +643,14 @@ fn print_table(rows: &[(&str, Figures)]) {
             ratio(r.req_s, d.req_s)
         );
     }
-    if let (Some(r), Some(h)) = (get("relay"), get("rathole")) {
-        println!(
-            "relay vs rathole: throughput {}, GETs/s {}, cold p50 {}",
-            ratio(r.mb_s, h.mb_s),
-            ratio(r.req_s, h.req_s),
-            ratio(r.cold_p50.as_secs_f64(), h.cold_p50.as_secs_f64())
-        );
+    for other in ["rathole", "rathole noise"] {
+        if let (Some(r), Some(h)) = (get("relay"), get(other)) {
+            println!(
+                "relay vs {other}: throughput {}, GETs/s {}, cold p50 {}",
+                ratio(r.mb_s, h.mb_s),
+                ratio(r.req_s, h.req_s),
+                ratio(r.cold_p50.as_secs_f64(), h.cold_p50.as_secs_f64())
+            );
+        }
     }
 }
