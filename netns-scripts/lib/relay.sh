@@ -34,6 +34,7 @@ make_relay_certs() { # prefix relays
 	d=$(state_dir "$p")/relay
 	bin=$(relay_bin)
 	mkdir -p "$d"
+	chmod 700 "$d" # keys and device secrets
 	for i in $(seq 1 "$n"); do
 		"$bin" gen-certs --dir "$d" --name "relay$i.lab" --ip "$(relay_addr "$i")" --file "relay$i" \
 			>>"$d/gen-certs.log" 2>&1 || die "relay gen-certs failed; see $d/gen-certs.log"
@@ -105,6 +106,7 @@ EOF
 			printf '\n[[device]]\n# %s\nid = "%s"\nsecret = "%s"\n' "$node" "$id" "$secret"
 		done <"$dir/relay/devices"
 	} >"$dir/relay$i.toml"
+	chmod 600 "$dir/relay$i.toml" # device secrets
 }
 
 start_relay() { # prefix index
