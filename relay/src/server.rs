@@ -126,6 +126,31 @@ impl Shared {
     }
 }
 
+/// Lets devices send their TLS ClientHello in the SYN (TCP Fast Open, RFC 7413) on the
+/// back-connection listener: one round trip less from a connection request to the first byte
+/// (docs/relay-protocol.md). Takes effect where `net.ipv4.tcp_fastopen` has the server bit (2)
+/// and the device connects with `TCP_FASTOPEN_CONNECT`; elsewhere connections work as before.
+fn enable_fast_open(l: &TcpListener) {
+    use std::os::fd::AsRawFd;
+    let queue: libc::c_int = 256;
+    // SAFETY: a valid listening socket and a correctly sized option value.
+    let rc = unsafe {
+        libc::setsockopt(
+            l.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_FASTOPEN,
+            (&queue as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        debug!(
+            "TCP_FASTOPEN on the back listener: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 /// Runs the relay until `shutdown` completes, then lets open viewer connections finish for a
 /// moment and returns.
 pub async fn serve(
@@ -165,6 +190,7 @@ pub async fn serve(
         enrol_key = opts.keys.enrol_key.is_some(),
         "relay {} serving", opts.name
     );
+    enable_fast_open(&listeners.back);
     let mut tasks = vec![
         tokio::spawn(udp_driver(shared.clone(), listeners.udp, stop_rx.clone())),
         tokio::spawn(back_loop(

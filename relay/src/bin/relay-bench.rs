@@ -51,6 +51,9 @@ struct Args {
     /// The relay binary (default: next to this one).
     #[arg(long)]
     relay: Option<PathBuf>,
+    /// The bench device connects back with TCP Fast Open (needs `net.ipv4.tcp_fastopen=3`).
+    #[arg(long)]
+    fast_open: bool,
     /// The rathole binary (`cargo install rathole`); skipped if not found.
     #[arg(long, default_value = "rathole")]
     rathole: String,
@@ -270,7 +273,12 @@ async fn measure(to: SocketAddr, prefix: &str, a: &Args) -> Result<Figures> {
 
 // ---- the bench device (seed 003's device side, minimal) ----
 
-async fn bench_device(relay_udp: SocketAddr, secret: Secret, ca: PathBuf) -> Result<()> {
+async fn bench_device(
+    relay_udp: SocketAddr,
+    secret: Secret,
+    ca: PathBuf,
+    fast_open: bool,
+) -> Result<()> {
     let sock = Arc::new(UdpSocket::bind("127.0.0.2:0").await?);
     let mut counter = 1u64;
     let mut send = |body: Msg| {
@@ -306,7 +314,7 @@ async fn bench_device(relay_udp: SocketAddr, secret: Secret, ca: PathBuf) -> Res
             let to = SocketAddr::new(relay_udp.ip(), c.back_port);
             let (connector, secret) = (connector.clone(), secret.clone());
             tokio::spawn(async move {
-                let tcp = TcpStream::connect(to).await.ok()?;
+                let tcp = connect_back(to, fast_open).await.ok()?;
                 tcp.set_nodelay(true).ok()?;
                 let name = ServerName::try_from("relay.bench").ok()?;
                 let mut tls = connector.connect(name, tcp).await.ok()?;
@@ -322,6 +330,31 @@ async fn bench_device(relay_udp: SocketAddr, secret: Secret, ca: PathBuf) -> Res
         }
     });
     Ok(())
+}
+
+/// The device's TCP connection to the relay; with `fast_open` its first bytes (the TLS
+/// ClientHello) ride in the SYN once the kernel holds a cookie from an earlier connection
+/// (RFC 7413, Linux `TCP_FASTOPEN_CONNECT`).
+async fn connect_back(to: SocketAddr, fast_open: bool) -> std::io::Result<TcpStream> {
+    let s = TcpSocket::new_v4()?;
+    if fast_open {
+        use std::os::fd::AsRawFd;
+        let one: libc::c_int = 1;
+        // SAFETY: a valid socket and a correctly sized option value.
+        let rc = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_FASTOPEN_CONNECT,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    s.connect(to).await
 }
 
 // ---- idle scale ----
@@ -458,7 +491,7 @@ async fn main() -> Result<()> {
     let relay_udp: SocketAddr = format!("127.0.0.1:{udp}").parse()?;
     let relay_http: SocketAddr = format!("127.0.0.1:{http}").parse()?;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    bench_device(relay_udp, secret, g.ca.clone()).await?;
+    bench_device(relay_udp, secret, g.ca.clone(), a.fast_open).await?;
     let prefix = format!("/d/{}", shared::relayproto::format_device_id(DEVICE));
     wait_http(relay_http, &format!("{prefix}/small")).await?;
 
