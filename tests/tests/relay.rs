@@ -272,6 +272,7 @@ fn carrier_nat_cameras_through_the_relay() {
     assert!(up.is_some(), "the relay restarted\n{}", logs(&lab));
     let running: Vec<&Cam> = cams.iter().filter(|c| c.node != "cam3").collect();
     let took = wait_online(&lab, &running, Duration::from_secs(30));
+    eprintln!("relay restarted: every camera back in {took:?} (keep-alive {keepalive} s)");
     assert!(
         took <= Duration::from_millis(keepalive * 1000 + 1000),
         "every camera back within one keep-alive interval ({keepalive} s): {took:?}"
