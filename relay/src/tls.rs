@@ -46,6 +46,9 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
         .with_single_cert(certs, key)
         .context("`cert` and `key` do not belong together")?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Resumption skips the certificate signature and chain check on a device's next session;
+    // the default cache (256) would hold a few devices' tickets only.
+    cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
     Ok(Arc::new(cfg))
 }
 

@@ -566,6 +566,21 @@ async fn a_same_network_viewer_is_sent_to_the_lan_and_no_byte_is_relayed() {
     assert_eq!(st["counters"]["connect_requests"], 0);
     assert_eq!(st["devices"][0]["lan_redirects"], 1);
     assert_eq!(dev.stats.back_connections.load(Ordering::SeqCst), 0);
+    // Seed 004's question as an API: one bit, null for a device not registered.
+    let (_, same) = get(
+        relay.http,
+        "127.0.0.1",
+        &format!("/api/same-network?a={id}&b={id}"),
+    )
+    .await;
+    assert_eq!(text(&same), "{\"same\":true}\n");
+    let (_, unknown) = get(
+        relay.http,
+        "127.0.0.1",
+        &format!("/api/same-network?a={id}&b=77"),
+    )
+    .await;
+    assert_eq!(text(&unknown), "{\"same\":null}\n");
     // ?via=relay forces the relay; the cookie keeps the site's other requests on it.
     let r = request(&mut s, &format!("/d/{id}/?via=relay")).await;
     assert_eq!(r.status(), StatusCode::OK);
