@@ -61,6 +61,8 @@ pub struct Config {
     pub session_max_s: u64,
     /// Sessions per device at once.
     pub max_sessions_per_device: usize,
+    /// New sessions per device per second (each makes the camera open a TLS connection).
+    pub max_new_sessions_per_second: u16,
     /// Seed 004: leading bits of IPv4 addresses compared (32 = exact).
     pub same_network_prefix_v4: u8,
     /// Seed 004: leading bits of IPv6 addresses compared.
@@ -92,6 +94,7 @@ impl Default for Config {
             setup_timeout_ms: 5000,
             session_max_s: 3600,
             max_sessions_per_device: 32,
+            max_new_sessions_per_second: 50,
             same_network_prefix_v4: 32,
             same_network_prefix_v6: 64,
             same_network_port_block: 0,
@@ -166,6 +169,9 @@ impl Config {
         }
         if self.max_sessions_per_device == 0 {
             bail!("`max_sessions_per_device` = 0: at least 1 (default 32)");
+        }
+        if self.max_new_sessions_per_second == 0 {
+            bail!("`max_new_sessions_per_second` = 0: at least 1 (default 50)");
         }
         if self.same_network_prefix_v4 > 32 {
             bail!(
@@ -262,6 +268,7 @@ impl Config {
             setup_timeout: Duration::from_millis(self.setup_timeout_ms),
             session_max: Duration::from_secs(self.session_max_s),
             max_sessions_per_device: self.max_sessions_per_device,
+            max_new_sessions_per_second: self.max_new_sessions_per_second,
             same_network: Rule {
                 prefix_v4: self.same_network_prefix_v4,
                 prefix_v6: self.same_network_prefix_v6,

@@ -476,7 +476,8 @@ async fn main() -> Result<()> {
     let cfg = format!(
         "name = \"bench\"\nudp = \"127.0.0.1:{udp}\"\nback = \"127.0.0.1:{back}\"\n\
          https = \"\"\nhttp = \"127.0.0.1:{http}\"\ncert = \"{}\"\nkey = \"{}\"\n\
-         enrol_key = \"{}\"\nmax_sessions_per_device = 100000\n",
+         enrol_key = \"{}\"\nmax_sessions_per_device = 100000\n\
+         max_new_sessions_per_second = 60000\n",
         g.cert.display(),
         g.key.display(),
         key.to_hex()

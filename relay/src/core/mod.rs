@@ -54,6 +54,9 @@ pub struct Settings {
     pub max_sessions_per_device: usize,
     /// Pending sessions in total (bounds memory under a flood of viewers).
     pub max_pending: usize,
+    /// New sessions per device per second: each makes the camera open a TLS connection, so
+    /// viewers opening and closing connections in a loop cannot make it open hundreds.
+    pub max_new_sessions_per_second: u16,
     /// Seed 004's rule.
     pub same_network: Rule,
     /// The shortest time between two answers to one device's period queries.
@@ -71,6 +74,7 @@ impl Default for Settings {
             session_max: Duration::from_secs(3600),
             max_sessions_per_device: 32,
             max_pending: 4096,
+            max_new_sessions_per_second: 50,
             same_network: Rule::default(),
             query_gap: Duration::from_millis(200),
         }
@@ -454,6 +458,7 @@ impl Core {
                         bytes_up: 0,
                         bytes_down: 0,
                         lan_redirects: 0,
+                        new_sessions: (now, 0),
                     },
                 );
             }
@@ -528,11 +533,25 @@ impl Core {
             return Decision::SameNetwork { lan };
         }
         let observed = e.observed;
+        let (window, made) = e.new_sessions;
+        let made = if now.saturating_duration_since(window) >= Duration::from_secs(1) {
+            0
+        } else {
+            made
+        };
         if self.pending.len() >= self.settings.max_pending
             || self.sessions_of(device) >= self.settings.max_sessions_per_device
+            || made >= self.settings.max_new_sessions_per_second
         {
             self.counters.viewer_busy += 1;
             return Decision::Busy;
+        }
+        if let Some(e) = self.presence.get_mut(device) {
+            e.new_sessions = if made == 0 {
+                (now, 1)
+            } else {
+                (window, made + 1)
+            };
         }
         let mut session = self.rng.random::<u64>();
         while session == 0

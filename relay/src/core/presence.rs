@@ -38,6 +38,8 @@ pub struct Entry {
     pub bytes_down: u64,
     /// Viewers sent to its LAN address instead (seed 004).
     pub lan_redirects: u64,
+    /// Sessions made in the current one-second window: (window start, count).
+    pub new_sessions: (Instant, u16),
 }
 
 /// A device's presence in the form relays would share (seed 002's connection information).

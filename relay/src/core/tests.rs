@@ -591,3 +591,28 @@ fn random_datagrams_never_panic() {
         "{k:?}"
     );
 }
+
+/// Viewers opening and closing connections in a loop: at most 50 new sessions (so 50 TLS
+/// connections from the camera) per second.
+#[test]
+fn new_sessions_per_device_are_rate_limited() {
+    let t0 = Instant::now();
+    let mut c = core(t0);
+    let mut dev = Dev::new(CAM, 1);
+    register(&mut c, &mut dev, t0);
+    let v = addr("198.51.100.10:50000");
+    let mut made = 0;
+    for k in 0..200u64 {
+        let now = t0 + Duration::from_millis(5 * k);
+        if let Decision::Connect { session } = c.open_session(now, CAM, v, true) {
+            made += 1;
+            c.session_closed(now, session);
+        }
+    }
+    assert_eq!(made, 50, "50 in the first second, none in the rest of it");
+    let later = t0 + Duration::from_millis(1000);
+    assert!(matches!(
+        c.open_session(later, CAM, v, true),
+        Decision::Connect { .. }
+    ));
+}
