@@ -17,9 +17,16 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 /// with a C compiler only (aws-lc-rs would add minutes of build on the lab machines). rustls
 /// 0.23.48 marks it deprecated because it lacks post-quantum key exchange (X25519MLKEM768);
 /// X25519 is what the lab needs.
+///
+/// Key exchange: X25519 first. rustls 0.23.48 puts P-384 first in ring's defaults, whose generic
+/// code cost ~2 ms of CPU per handshake here (perf: `bn_mul_mont_nohw` in `nistz384`), the whole
+/// of a cold session on loopback; X25519 costs a few tens of microseconds.
 #[allow(deprecated)]
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    use rustls::crypto::ring::kx_group;
+    let mut p = rustls::crypto::ring::default_provider();
+    p.kx_groups = vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1];
+    Arc::new(p)
 }
 
 /// How to make certificates, for error messages.
