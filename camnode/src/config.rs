@@ -96,6 +96,19 @@ pub enum SuccessionRule {
     NodeValue,
 }
 
+/// When the camera registers with its relays (seed 003; `camnode::relay`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum RelayMode {
+    /// Only when port forwarding cannot make the camera reachable: no IGD, mappings refused, or
+    /// the router's external address is private or carrier-grade NAT space.
+    Auto,
+    /// Always, also beside a working port forward.
+    Always,
+    /// Never.
+    Off,
+}
+
 /// The effective configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -161,6 +174,17 @@ pub struct Config {
     /// A key shared by the camnodes of one LAN: every LAN protocol message is authenticated
     /// with it (HMAC-SHA256, replays dropped); empty = unauthenticated, as before.
     pub lan_key: String,
+    /// Relay servers (seed 003), best first: `https://HOST[:PORT]`, `?udp=PORT` when the
+    /// relay's UDP port is not 17780. Empty: no relay.
+    pub relay: Vec<String>,
+    /// When to use them.
+    pub relay_mode: RelayMode,
+    /// This camera's secret at the relays (64 hex digits, from `relay enrol`).
+    pub relay_secret: String,
+    /// PEM file with the CA certificate that signed the relays' certificates.
+    pub relay_ca: PathBuf,
+    /// Longest silence towards the relay, in seconds: below the NAT's UDP timeout.
+    pub relay_keepalive_seconds: u32,
 }
 
 impl Default for Config {
@@ -193,6 +217,11 @@ impl Default for Config {
             collision_window_ms: 100,
             representative_lease_seconds: 6,
             lan_key: String::new(),
+            relay: Vec::new(),
+            relay_mode: RelayMode::Auto,
+            relay_secret: String::new(),
+            relay_ca: PathBuf::new(),
+            relay_keepalive_seconds: 15,
         }
     }
 }
@@ -305,6 +334,28 @@ pub struct Args {
         hide_env_values = true
     )]
     pub lan_key: Option<String>,
+    /// A relay server for when port forwarding cannot reach the camera (repeatable, best
+    /// first): https://HOST[:PORT], plus ?udp=PORT if its UDP port is not 17780.
+    #[arg(long = "relay", value_name = "URL")]
+    pub relay: Vec<String>,
+    /// auto: use the relay only when port forwarding cannot make the camera reachable; always;
+    /// off [default: auto].
+    #[arg(long, value_enum)]
+    pub relay_mode: Option<RelayMode>,
+    /// This camera's secret at the relays, 64 hex digits (`relay enrol` prints it).
+    #[arg(
+        long,
+        env = "CAMNODE_RELAY_SECRET",
+        hide_env_values = true,
+        value_name = "HEX"
+    )]
+    pub relay_secret: Option<String>,
+    /// PEM file of the CA that signed the relays' certificates.
+    #[arg(long, value_name = "FILE")]
+    pub relay_ca: Option<PathBuf>,
+    /// Longest silence towards the relay in seconds; below the NAT's UDP timeout [default: 15].
+    #[arg(long, value_name = "SECONDS")]
+    pub relay_keepalive_seconds: Option<u32>,
 }
 
 /// A configuration error, naming the field and the fix.
@@ -371,8 +422,15 @@ impl Config {
             presence_interval_ms,
             collision_window_ms,
             representative_lease_seconds,
-            lan_key
+            lan_key,
+            relay_mode,
+            relay_secret,
+            relay_ca,
+            relay_keepalive_seconds
         );
+        if !args.relay.is_empty() {
+            cfg.relay = args.relay.clone();
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -531,7 +589,7 @@ impl Config {
                 "use at most 64 printable characters",
             );
         }
-        Ok(())
+        crate::relay::settings::validate(self)
     }
 }
 
@@ -626,6 +684,51 @@ mod tests {
         .unwrap();
         assert!(text.contains("source = \"file:a b.mp4\""), "{text}");
         assert!(Config::from_toml("source = \"nothing\"\n").is_err());
+    }
+
+    #[test]
+    fn relay_fields_name_the_field() {
+        let c = Config::from_args(&args(&[])).unwrap();
+        assert!(c.relay.is_empty());
+        assert_eq!(c.relay_mode, RelayMode::Auto);
+        let secret = "ab".repeat(32);
+        let c = Config::from_args(&args(&[
+            "--relay",
+            "https://198.51.100.20",
+            "--relay",
+            "https://198.51.100.21",
+            "--relay-secret",
+            &secret,
+            "--relay-ca",
+            "/etc/ca.pem",
+        ]))
+        .unwrap();
+        assert_eq!(c.relay.len(), 2);
+        for (flags, field) in [
+            (&["--relay", "198.51.100.20"][..], "relay"),
+            (&["--relay", "https://r"][..], "relay_secret"),
+            (
+                &["--relay", "https://r", "--relay-secret", "12"][..],
+                "relay_secret",
+            ),
+            (
+                &["--relay", "https://r", "--relay-secret", &secret][..],
+                "relay_ca",
+            ),
+            (&["--relay-mode", "always"][..], "relay_mode"),
+            (
+                &["--relay-keepalive-seconds", "0"][..],
+                "relay_keepalive_seconds",
+            ),
+        ] {
+            let err = Config::from_args(&args(flags)).unwrap_err().to_string();
+            assert!(err.contains(&format!("\"{field}\"")), "{flags:?}: {err}");
+        }
+        // Off needs nothing else.
+        assert!(Config::from_args(&args(&["--relay", "https://r", "--relay-mode", "off"])).is_ok());
+        let c = Config::from_toml("relay = [\"https://r?udp=9000\"]\nrelay_mode = \"always\"\n")
+            .unwrap();
+        assert_eq!(c.relay_mode, RelayMode::Always);
     }
 
     #[test]

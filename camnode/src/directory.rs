@@ -44,6 +44,12 @@ pub enum Reachability {
     DoubleNat { external: Ipv4Addr },
     /// The IGD refused every port we asked for.
     Refused { reason: String },
+    /// Registered with a relay (seed 003): viewers reach the camera at `site`
+    /// (`<relay URL>/d/<node id>/`); `direct` is what port forwarding achieved.
+    ViaRelay {
+        site: String,
+        direct: Box<Reachability>,
+    },
 }
 
 /// Where an entry about another camera came from (patent embodiments 1-3, claim 6).

@@ -10,6 +10,8 @@
 //! - [`portmgmt`]: the IGD client and the representative's table collection.
 //! - [`identity`]: the node id and its name, kept across restarts.
 //! - [`election`]: the representative's rotation (emb. 4) and collection by inquiry (emb. 2), sans-IO.
+//! - [`relay`]: the device side of the relay (seed 003): notifications, connection requests, the
+//!   TLS back-connection serving the same pages; used when port forwarding cannot help.
 //! - [`directory`]: the camera set as this node sees it, written by `portmgmt`, read by `web`.
 
 pub mod camera;
@@ -18,4 +20,5 @@ pub mod directory;
 pub mod election;
 pub mod identity;
 pub mod portmgmt;
+pub mod relay;
 pub mod web;

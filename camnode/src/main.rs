@@ -6,11 +6,14 @@
 //! 2. start port management (identity, SSDP, the port claim), which publishes the Directory;
 //! 3. open the picture source (seeded by the node id, labelled with its name) and the frame hub;
 //! 4. serve: the listener, plus the extra listener port management keeps on the mapped port;
-//! 5. on SIGINT/SIGTERM stop port management first (it deletes the mapping), then exit.
+//! 5. with relays configured (seed 003), the relay side follows port management's Directory,
+//!    registers when forwarding cannot help, serves back-connections and republishes the
+//!    Directory ("via relay ...") for the pages;
+//! 6. on SIGINT/SIGTERM stop port management first (it deletes the mapping), then exit.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -22,6 +25,7 @@ use camnode::camera::{self, FrameHub, HubSettings};
 use camnode::config::{Args, Config};
 use camnode::directory::Directory;
 use camnode::portmgmt::{self, PortMgmtContext};
+use camnode::relay::{self, RelayContext, RelaySettings};
 use camnode::web::{self, ConnInfo, WebConfig, WebState};
 
 fn main() -> ExitCode {
@@ -45,6 +49,14 @@ fn main() -> ExitCode {
             }
         }
     }
+    // Reads the relay CA file: a bad one stops the start with the field's name.
+    let relay_settings = match relay::settings::load(&config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("camnode: {e}");
+            return ExitCode::from(2);
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -63,7 +75,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(run(config, relay_settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("camnode: {e:#}");
@@ -72,7 +84,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(config: Config, relay_settings: Option<RelaySettings>) -> anyhow::Result<()> {
     let web_port = config.effective_web_port();
     let listener = TcpListener::bind((config.listen, web_port))
         .await
@@ -84,14 +96,35 @@ async fn run(config: Config) -> anyhow::Result<()> {
         })?;
     tracing::info!("web server on http://{}/", listener.local_addr()?);
 
-    // Port management publishes the Directory and takes rename commands.
+    // Port management publishes the Directory and takes rename commands; with relays, the relay
+    // side republishes it for everyone else.
     let (dir_tx, mut dir_rx) = watch::channel(portmgmt::placeholder_directory(web_port));
     let (cmd_tx, cmd_rx) = mpsc::channel(8);
     let (stop_tx, stop_rx) = watch::channel(false);
+    let web_cell = Arc::new(OnceLock::new());
+    let pm_dir_tx = match relay_settings {
+        Some(settings) => {
+            let (pm_tx, pm_rx) = watch::channel(portmgmt::placeholder_directory(web_port));
+            let ctx = RelayContext {
+                settings,
+                portmgmt: pm_rx,
+                publish: dir_tx,
+                web: web_cell.clone(),
+                shutdown: stop_rx.clone(),
+            };
+            tokio::spawn(async move {
+                if let Err(e) = relay::run(ctx).await {
+                    tracing::error!("relay side: {e:#}");
+                }
+            });
+            pm_tx
+        }
+        None => dir_tx,
+    };
     let pm = tokio::spawn(portmgmt::run(PortMgmtContext::new(
         config.clone(),
         web_port,
-        dir_tx,
+        pm_dir_tx,
         cmd_rx,
         stop_rx,
     )));
@@ -146,6 +179,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
             height: config.height,
         },
     );
+
+    let _ = web_cell.set(state.clone());
 
     // Fig. 8a: port management keeps a listener on the mapped port and hands us its connections.
     let (conn_tx, conn_rx) = mpsc::channel::<(TcpStream, SocketAddr)>(64);

@@ -18,6 +18,8 @@
 //! - [`url`]: http URLs split and resolved (controlURL against URLBase / LOCATION).
 //! - [`lanproto`]: the camera nodes' LAN protocol (own-port notice, ...), versioned binary.
 //! - [`head`]: the tolerant HTTP-style head parser SSDP and GENA share.
+//! - [`relayproto`]: the relay protocol (seed 003/004): authenticated UDP datagrams between a
+//!   device and a relay, and the back-connection hello.
 
 pub mod description;
 pub mod gena;
@@ -26,6 +28,7 @@ pub mod igd;
 pub mod lanproto;
 pub mod natpmp;
 pub mod pcp;
+pub mod relayproto;
 pub mod soap;
 pub mod ssdp;
 pub mod upnp_error;

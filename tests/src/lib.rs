@@ -91,6 +91,8 @@ pub struct LabOptions {
     pub extra: Vec<String>,
     /// Extra options for our router (the lab's `ROUTER_ARGS`).
     pub router_args: Option<String>,
+    /// Environment for the lab script (`RELAY_BIN`, `RELAY_ARGS`, ...).
+    pub env: Vec<(String, String)>,
 }
 
 impl LabOptions {
@@ -103,6 +105,7 @@ impl LabOptions {
             forwards: Vec::new(),
             extra: Vec::new(),
             router_args: None,
+            env: Vec::new(),
         }
     }
     pub fn cams(mut self, n: u32) -> Self {
@@ -119,6 +122,27 @@ impl LabOptions {
     }
     pub fn arg(mut self, arg: &str) -> Self {
         self.extra.push(arg.to_string());
+        self
+    }
+    /// `--carrier-nat`: the homes sit behind a carrier-grade NAT (`P-isp`), WAN in 100.64/10.
+    pub fn carrier_nat(self) -> Self {
+        self.arg("--carrier-nat")
+    }
+    /// `--upnp off`: the home routers offer no IGD, NAT-PMP or PCP.
+    pub fn upnp_off(self) -> Self {
+        self.arg("--upnp").arg("off")
+    }
+    /// `--homes N`: home H > 1 has nodes `hH-rtr`, `hH-cam1`, ..., `hH-viewer`.
+    pub fn homes(self, n: u32) -> Self {
+        self.arg("--homes").arg(&n.to_string())
+    }
+    /// `--relays N`: relay servers at 198.51.100.20 and up (`P-relay1`, ...).
+    pub fn relays(self, n: u32) -> Self {
+        self.arg("--relays").arg(&n.to_string())
+    }
+    /// An environment variable for the lab script.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
         self
     }
     /// Options for `--router ours`, split at spaces (`ROUTER_ARGS`).
@@ -174,6 +198,7 @@ impl Lab {
         if let Some(a) = &opts.router_args {
             cmd.env("ROUTER_ARGS", a);
         }
+        cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
         cmd.env("LAB_OWNER_PID", std::process::id().to_string());
         let out = cmd.output().context("running netns-scripts/lab up")?;
         // From here on the lab exists (or was cleaned by the script on failure): own it.
@@ -196,6 +221,17 @@ impl Lab {
     /// `lab demo --no-wait` with a fresh prefix: our router, `cams` camera nodes, and the
     /// 127.0.0.1 proxies into the internet (`proxy_port`) and LAN (`proxy_port + 1`) views.
     pub fn demo(cams: u32, proxy_port: u16) -> Result<Lab> {
+        Lab::demo_with(cams, proxy_port, &[], &[])
+    }
+
+    /// [`Lab::demo`] with more `lab demo` options (`--carrier-nat`, ...) and environment
+    /// (`RELAY_BIN`, `CAMNODE_BIN`).
+    pub fn demo_with(
+        cams: u32,
+        proxy_port: u16,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Lab> {
         let _ = Command::new(lab_script())
             .arg("gc")
             .stdout(Stdio::null())
@@ -216,6 +252,8 @@ impl Lab {
                 "--lan-proxy-port",
                 &(proxy_port + 1).to_string(),
             ])
+            .args(extra)
+            .envs(env.iter().copied())
             .env("LAB_OWNER_PID", std::process::id().to_string())
             .output()
             .context("running netns-scripts/lab demo")?;
@@ -279,12 +317,37 @@ impl Lab {
 
     /// Start a long-running process in a node; it is killed when the lab is dropped.
     pub fn spawn(&self, node: &str, args: &[&str]) -> u32 {
+        self.spawn_with(node, args, Stdio::null, Stdio::null)
+    }
+
+    /// Like [`Lab::spawn`], with stdout and stderr appended to `log` (put it in
+    /// [`Lab::state_dir`], which `down` removes).
+    pub fn spawn_logged(&self, node: &str, args: &[&str], log: &Path) -> u32 {
+        let file = || {
+            Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)
+                    .unwrap_or_else(|e| panic!("{}: {e}", log.display())),
+            )
+        };
+        self.spawn_with(node, args, file, file)
+    }
+
+    fn spawn_with(
+        &self,
+        node: &str,
+        args: &[&str],
+        stdout: impl FnOnce() -> Stdio,
+        stderr: impl FnOnce() -> Stdio,
+    ) -> u32 {
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns(node)])
             .args(args)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(stdout())
+            .stderr(stderr())
             .spawn()
             .expect("ip netns exec spawns");
         let pid = child.id();
@@ -328,9 +391,13 @@ impl Lab {
         panic!("{addr}:{port} never accepted connections from {node}");
     }
 
-    /// The IPv4 address of a LAN node's eth0 (or the router's LAN address for `rtr`).
+    /// The IPv4 address of a LAN node's eth0 (or the router's LAN address for `rtr`, `h2-rtr`).
     pub fn addr(&self, node: &str) -> Ipv4Addr {
-        let dev = if node == "rtr" { "lan0" } else { "eth0" };
+        let dev = if node == "rtr" || node.ends_with("-rtr") {
+            "lan0"
+        } else {
+            "eth0"
+        };
         let out = self.sh(
             node,
             &format!("ip -4 -o addr show dev {dev} | awk '{{print $4}}' | cut -d/ -f1"),
@@ -349,6 +416,35 @@ impl Lab {
         out.trim()
             .parse()
             .unwrap_or_else(|_| panic!("router has no WAN address: {out:?}"))
+    }
+
+    /// The lab's state directory (`/run/homenet-lab/P`): logs, configs, the relays' CA.
+    pub fn state_dir(&self) -> PathBuf {
+        PathBuf::from(format!("/run/homenet-lab/{}", self.prefix))
+    }
+
+    /// The address of relay `i` (1-based): 198.51.100.(19+i).
+    pub fn relay_addr(i: u32) -> Ipv4Addr {
+        Ipv4Addr::new(198, 51, 100, 19 + i as u8)
+    }
+
+    /// The options a camera in `node` starts with (`lab camnode-args`): its state directory with
+    /// the identity the lab provisioned, and with relays `--relay`, `--relay-secret`,
+    /// `--relay-ca`.
+    pub fn camnode_args(&self, node: &str) -> Vec<String> {
+        let out = Command::new(lab_script())
+            .args(["camnode-args", "--prefix", &self.prefix, node])
+            .output()
+            .expect("lab camnode-args");
+        assert!(
+            out.status.success(),
+            "lab camnode-args {node}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     /// The pid of our router process (`--router ours`), as the lab recorded it.
@@ -389,6 +485,34 @@ impl Drop for Lab {
     fn drop(&mut self) {
         self.down();
     }
+}
+
+/// Headless Chromium through the HTTP proxy on 127.0.0.1:`proxy` (a demo's view), with the flags
+/// this machine needs (no sandbox as root, no background networking: no internet here); a fresh
+/// profile under `profile` per call. Returns its stdout (the DOM with `--dump-dom`).
+pub fn chromium(proxy: u16, profile: &str, args: &[&str]) -> String {
+    static RUN: AtomicU32 = AtomicU32::new(0);
+    let profile = format!("{profile}/{}", RUN.fetch_add(1, Ordering::Relaxed));
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1100,900",
+            &format!("--user-data-dir={profile}"),
+            &format!("--proxy-server=http://127.0.0.1:{proxy}"),
+            // Lets the page's script run (it polls status.json to fill in the camera list).
+            "--virtual-time-budget=4000",
+        ])
+        .args(args)
+        .output()
+        .expect("chromium runs (netns-scripts/lab deps installs it)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The namespaces that exist now whose name starts with `prefix-`.

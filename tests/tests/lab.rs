@@ -290,13 +290,23 @@ fn bad_options_are_named_with_the_fix() {
 }
 
 /// `lab up` stopped half-way (a kill, or Ctrl-C with its output piped into `tee`, which dies
-/// first) removes what it had created: namespaces and its state directory.
+/// first) removes what it had created: namespaces and its state directory; also with a carrier
+/// NAT, two homes and a relay (when the relay binary is built).
 #[test]
 fn up_interrupted_half_way_removes_what_it_made() {
     if !require_root() {
         return;
     }
-    for signal in ["TERM", "HUP"] {
+    let relay = tests::repo_root().join("target/debug/relay");
+    // (signal, options, namespaces to wait for before the signal)
+    let mut rounds = vec![("TERM", vec![], 2), ("HUP", vec![], 2)];
+    if relay.exists() {
+        // All 15 namespaces made: the signal comes while routers, credentials or the relay
+        // start.
+        let big = ["--carrier-nat", "--homes", "2", "--relays", "1"];
+        rounds.push(("TERM", big.to_vec(), 15));
+    }
+    for (signal, extra, made_before) in rounds {
         let prefix = tests::unique_prefix();
         let state = std::path::PathBuf::from(format!("/run/homenet-lab/{prefix}"));
         // The script's output goes into a pipe whose reader is gone by the time the signal
@@ -305,6 +315,8 @@ fn up_interrupted_half_way_removes_what_it_made() {
             .args([
                 "up", "--prefix", &prefix, "--router", "kernel", "--cams", "3",
             ])
+            .args(&extra)
+            .env("RELAY_BIN", &relay)
             .env("LAB_OWNER_PID", std::process::id().to_string())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -314,7 +326,7 @@ fn up_interrupted_half_way_removes_what_it_made() {
         drop(child.stderr.take());
         // Half-way: the first namespaces exist, the LAN nodes not yet.
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while namespaces_with_prefix(&prefix).len() < 2 {
+        while namespaces_with_prefix(&prefix).len() < made_before {
             assert!(
                 std::time::Instant::now() < deadline,
                 "lab up made no namespace"

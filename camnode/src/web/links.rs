@@ -5,6 +5,10 @@
 //! "Inside the LAN" is decided from the connection: the viewer's address must lie in the subnet of
 //! the interface the connection arrived on (or, for connections handed over by a relay, the
 //! subnet of the node's LAN address). Loopback viewers are on the node itself, hence inside.
+//!
+//! Through a relay (seed 003) the links are relay paths: the relay says where the camera's site
+//! sits (`X-Relay-Base: /d/<id>/`, read only on back-connections, see `crate::relay::back`) and
+//! the other cameras of the home are its siblings, `/d/<peer id>/` on the same relay.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -83,6 +87,24 @@ pub fn classify(
     }
 }
 
+/// A request that came over a relay back-connection (a request extension, set only by
+/// `crate::relay::back`). `base` is the camera's path on the relay (`/d/<id>/`), when the relay
+/// sent a usable one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Relayed {
+    pub base: Option<String>,
+}
+
+impl Relayed {
+    /// The path of another camera's site on the same relay: the base's last segment replaced.
+    pub fn sibling(&self, node_id: &str) -> Option<String> {
+        let base = self.base.as_deref()?;
+        let (parent, _own) = base.strip_suffix('/')?.rsplit_once('/')?;
+        let safe = !node_id.is_empty() && node_id.bytes().all(|c| c.is_ascii_alphanumeric());
+        safe.then(|| format!("{parent}/{node_id}/"))
+    }
+}
+
 /// What link building needs to know.
 #[derive(Clone, Copy, Debug)]
 pub struct LinkContext<'a> {
@@ -90,6 +112,8 @@ pub struct LinkContext<'a> {
     /// A configured domain name; replaces the external address in outside links.
     pub domain: Option<&'a str>,
     pub external_addr: Option<Ipv4Addr>,
+    /// Set for requests through a relay: links are relay paths.
+    pub relayed: Option<&'a Relayed>,
 }
 
 impl<'a> LinkContext<'a> {
@@ -99,7 +123,13 @@ impl<'a> LinkContext<'a> {
             place,
             domain,
             external_addr: dir.external_addr,
+            relayed: None,
         }
+    }
+
+    /// Links for a request that came through a relay (None: a direct request).
+    pub fn via_relay(self, relayed: Option<&'a Relayed>) -> LinkContext<'a> {
+        LinkContext { relayed, ..self }
     }
 
     /// The URL of a camera at (`lan_addr`, `lan_port`) with `external_port` on the router.
@@ -125,11 +155,17 @@ impl<'a> LinkContext<'a> {
     }
 
     pub fn peer_url(&self, peer: &Peer) -> Option<String> {
-        self.url(Some(peer.lan_addr), peer.lan_port, peer.external_port)
+        match self.relayed {
+            Some(r) => r.sibling(&peer.node_id),
+            None => self.url(Some(peer.lan_addr), peer.lan_port, peer.external_port),
+        }
     }
 
     pub fn own_url(&self, dir: &Directory) -> Option<String> {
-        self.url(dir.lan_addr, dir.lan_port, dir.external_port)
+        match self.relayed {
+            Some(r) => r.base.clone(),
+            None => self.url(dir.lan_addr, dir.lan_port, dir.external_port),
+        }
     }
 }
 
@@ -260,6 +296,25 @@ mod tests {
             LinkContext::new(Place::Outside, "", &unknown).peer_url(&peer()),
             None
         );
+    }
+
+    #[test]
+    fn relayed_viewer_gets_relay_paths() {
+        let d = dir();
+        let r = Relayed {
+            base: Some("/d/00000000000000aa/".into()),
+        };
+        let ctx = LinkContext::new(Place::Outside, "cams.example.org", &d).via_relay(Some(&r));
+        assert_eq!(ctx.peer_url(&peer()).as_deref(), Some("/d/b/"));
+        assert_eq!(ctx.own_url(&d).as_deref(), Some("/d/00000000000000aa/"));
+        // Mounted deeper on the relay: still the sibling.
+        let deep = Relayed {
+            base: Some("/relay/d/a/".into()),
+        };
+        assert_eq!(deep.sibling("c1").as_deref(), Some("/relay/d/c1/"));
+        // No usable base: no link rather than a wrong one; odd ids are not put into paths.
+        assert_eq!(Relayed::default().sibling("b"), None);
+        assert_eq!(r.sibling("../x"), None);
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub fn reachability_text(r: &Reachability) -> String {
             )
         }
         Reachability::Refused { reason } => format!("the router refused a port mapping: {reason}"),
+        Reachability::ViaRelay { site, .. } => format!("reachable via relay {site}"),
     }
 }
 
@@ -82,6 +83,13 @@ pub fn render(view: &PageView<'_>) -> String {
         " hidden"
     };
     let empty_hidden = if dir.peers.is_empty() { "" } else { " hidden" };
+    // Through a relay the site lives under its base (/d/<id>/; checked to be a plain path).
+    let base = escape(
+        view.links
+            .relayed
+            .and_then(|r| r.base.as_deref())
+            .unwrap_or("/"),
+    );
     let password_hint = match (view.links.place, view.password_configured) {
         (Place::Lan, _) => "You are on the camera's LAN: no password needed.",
         (Place::Outside, true) => "From outside the LAN, changes need the camera's password.",
@@ -111,7 +119,7 @@ fieldset {{ margin: 1em 0; }}
 <h1 id="name">{name}</h1>
 <p><span class="role" id="role">{role}</span> <span id="reach">{reach}</span></p>
 <p id="warning" hidden></p>
-<img class="live" src="/stream.mjpg" width="{width}" height="{height}" alt="live picture of {name}">
+<img class="live" src="{base}stream.mjpg" width="{width}" height="{height}" alt="live picture of {name}">
 <p id="stats"></p>
 <section id="others"{list_hidden}>
 <h2>Other cameras</h2>
@@ -125,14 +133,14 @@ fieldset {{ margin: 1em 0; }}
 <button data-d="zoom,0.5">+</button> <button data-d="zoom,-0.5">&minus;</button>
 <button data-d="reset,0">reset</button>
 </fieldset>
-<form method="post" action="/name"><fieldset><legend>Rename this camera</legend>
+<form method="post" action="{base}name"><fieldset><legend>Rename this camera</legend>
 <input name="name" maxlength="64" required value="{name}" aria-label="new name">
 <input name="password" type="password" placeholder="password" aria-label="password" autocomplete="current-password">
 <button type="submit">Rename</button>
 <p>{password_hint}</p>
 </fieldset></form>
 <p id="msg"></p>
-<p><a href="/snapshot.jpg">snapshot</a> &middot; <a href="/stream.mjpg">MJPEG stream</a> &middot; <a href="/status.json">status</a></p>
+<p><a href="{base}snapshot.jpg">snapshot</a> &middot; <a href="{base}stream.mjpg">MJPEG stream</a> &middot; <a href="{base}status.json">status</a></p>
 <script>
 "use strict";
 let ptz = {{pan: 0, tilt: 0, zoom: 1}};
@@ -157,7 +165,7 @@ function render(s) {{
   document.getElementById("none").hidden = s.peers.length > 0;
 }}
 async function poll() {{
-  try {{ const r = await fetch("/status.json", {{cache: "no-store"}}); if (r.ok) render(await r.json()); }} catch (e) {{}}
+  try {{ const r = await fetch("{base}status.json", {{cache: "no-store"}}); if (r.ok) render(await r.json()); }} catch (e) {{}}
 }}
 document.querySelectorAll(".ptz button").forEach(b => b.addEventListener("click", async () => {{
   const [k, d] = b.dataset.d.split(",");
@@ -167,7 +175,7 @@ document.querySelectorAll(".ptz button").forEach(b => b.addEventListener("click"
   else if (k !== "reset") next[k] = clamp(ptz[k] + Number(d), -1, 1);
   const pw = document.querySelector("input[name=password]").value;
   if (pw) next.password = pw;
-  const r = await fetch("/ptz", {{method: "POST", headers: {{"Content-Type": "application/json"}}, body: JSON.stringify(next)}});
+  const r = await fetch("{base}ptz", {{method: "POST", headers: {{"Content-Type": "application/json"}}, body: JSON.stringify(next)}});
   text("msg", r.ok ? "" : await r.text());
   if (r.ok) ptz = (await r.json()).ptz;
 }}));
@@ -249,6 +257,34 @@ mod tests {
         let html = view(&d, Place::Lan);
         assert!(html.contains(r#"<a href="http://192.168.1.101:8081/">server 2</a>"#));
         assert!(html.contains("<p id=\"none\" hidden>"));
+    }
+
+    #[test]
+    fn through_a_relay_links_stay_under_the_relay() {
+        let d = Directory {
+            reachability: Reachability::ViaRelay {
+                site: "https://relay.example.org/d/a/".into(),
+                direct: Box::new(Reachability::NoIgd),
+            },
+            ..dir(vec![peer("b2", 8081)])
+        };
+        let relayed = super::super::links::Relayed {
+            base: Some("/d/a/".into()),
+        };
+        let html = render(&PageView {
+            dir: &d,
+            links: LinkContext::new(Place::Outside, "", &d).via_relay(Some(&relayed)),
+            width: 640,
+            height: 480,
+            password_configured: false,
+        });
+        assert!(html.contains(r#"src="/d/a/stream.mjpg""#), "{html}");
+        assert!(html.contains(r#"fetch("/d/a/status.json""#));
+        assert!(html.contains(r#"action="/d/a/name""#));
+        assert!(html.contains(r#"<a href="/d/b2/">b2</a>"#));
+        assert!(html.contains("reachable via relay https://relay.example.org/d/a/"));
+        // Direct viewers keep the plain paths.
+        assert!(view(&d, Place::Lan).contains(r#"src="/stream.mjpg""#));
     }
 
     #[test]

@@ -72,9 +72,12 @@ where
         Err(e) => return text(StatusCode::BAD_REQUEST, e),
     };
     let get = matches!(*req.method(), Method::GET | Method::HEAD);
+    // Set by `crate::relay::back` on back-connections only: links become relay paths.
+    let relayed = req.extensions().get::<links::Relayed>().cloned();
+    let relayed = relayed.as_ref();
     match path.as_str() {
         "/" if get => match form::get(&query, "action") {
-            None => page_response(state, conn),
+            None => page_response(state, conn, relayed),
             Some("snapshot") => snapshot(state).await,
             Some("stream") => stream(state),
             Some(other) => text(
@@ -87,7 +90,7 @@ where
         "/status.json" if get => {
             let dir = state.dir.borrow().clone();
             let place = place_of(state, conn, &dir);
-            json_response(StatusCode::OK, &status(state, conn, &dir, place))
+            json_response(StatusCode::OK, &status(state, conn, &dir, place, relayed))
         }
         "/ptz" if get => {
             if ["pan", "tilt", "zoom"]
@@ -131,12 +134,12 @@ where
     }
 }
 
-fn page_response(state: &WebState, conn: &ConnInfo) -> Resp {
+fn page_response(state: &WebState, conn: &ConnInfo, relayed: Option<&links::Relayed>) -> Resp {
     let dir = state.dir.borrow().clone();
     let place = place_of(state, conn, &dir);
     let html = page::render(&PageView {
         dir: &dir,
-        links: LinkContext::new(place, &state.config.domain, &dir),
+        links: LinkContext::new(place, &state.config.domain, &dir).via_relay(relayed),
         width: state.config.width,
         height: state.config.height,
         password_configured: !state.config.password.is_empty(),
@@ -434,12 +437,21 @@ fn reachability_json(r: &Reachability) -> Value {
         Reachability::Refused { reason } => {
             json!({ "state": "refused", "reason": reason, "text": text })
         }
+        Reachability::ViaRelay { site, direct } => {
+            json!({ "state": "relay", "site": site, "direct": reachability_json(direct), "text": text })
+        }
     }
 }
 
 /// The status document, with links built for this viewer.
-fn status(state: &WebState, conn: &ConnInfo, dir: &Directory, place: Place) -> Value {
-    let ctx = LinkContext::new(place, &state.config.domain, dir);
+fn status(
+    state: &WebState,
+    conn: &ConnInfo,
+    dir: &Directory,
+    place: Place,
+    relayed: Option<&links::Relayed>,
+) -> Value {
+    let ctx = LinkContext::new(place, &state.config.domain, dir).via_relay(relayed);
     let stats = state.hub.stats();
     let peers: Vec<Value> = dir
         .peers
