@@ -65,7 +65,10 @@ impl PortManager {
             self.lan_rep = false;
             self.peers.clear();
             let term = self.election.as_ref().map_or(0, Election::term);
-            tracing::info!(term, "an IGD appeared: claiming the representative port (Fig. 14)");
+            tracing::info!(
+                term,
+                "an IGD appeared: claiming the representative port (Fig. 14)"
+            );
             self.takeover = Some(term);
         } else if self.election_without_igd
             && self.mapping.is_none()

@@ -35,7 +35,12 @@ fn peer_names(sim: &Sim, i: usize) -> Vec<String> {
 fn without_an_igd_exactly_one_lan_representative_lists_the_others() {
     let sim = three_without_igd();
     let reps = sim.reps();
-    assert_eq!(reps.len(), 1, "roles {:?}", (0..3).map(|i| sim.dir(i).role).collect::<Vec<_>>());
+    assert_eq!(
+        reps.len(),
+        1,
+        "roles {:?}",
+        (0..3).map(|i| sim.dir(i).role).collect::<Vec<_>>()
+    );
     let rep = reps[0];
     let others: Vec<usize> = (0..3).filter(|&i| i != rep).collect();
     let mut want: Vec<String> = others.iter().map(|&i| sim.dir(i).name.clone()).collect();
@@ -49,9 +54,16 @@ fn without_an_igd_exactly_one_lan_representative_lists_the_others() {
     }
     let d = sim.dir(rep);
     assert_eq!(d.reachability, Reachability::NoIgd);
-    assert_eq!((d.external_port, d.lan_addr), (None, Some(sim.nodes[rep].addr)));
+    assert_eq!(
+        (d.external_port, d.lan_addr),
+        (None, Some(sim.nodes[rep].addr))
+    );
     for &i in &others {
-        assert_eq!(sim.dir(i).role, Role::Member, "a follower of the LAN representative");
+        assert_eq!(
+            sim.dir(i).role,
+            Role::Member,
+            "a follower of the LAN representative"
+        );
         assert!(sim.dir(i).peers.is_empty());
     }
     // Nothing asked a router that is not there.
@@ -64,9 +76,7 @@ fn without_an_igd_a_crashed_lan_representative_hands_the_role_over() {
     let old = sim.reps()[0];
     sim.nodes[old].done = true; // SIGKILL: no bye-bye
     let t = sim
-        .run_until_pred(secs(5.0), |s| {
-            s.reps().len() == 1 && s.reps()[0] != old
-        })
+        .run_until_pred(secs(5.0), |s| s.reps().len() == 1 && s.reps()[0] != old)
         .expect("a successor within 5 s");
     assert!(t <= secs(2.5), "detection + election took {t:?}");
     // The dead node stops answering: the successor lists the survivor only.
@@ -104,9 +114,16 @@ fn an_igd_appearing_later_makes_the_lan_representative_claim_8080() {
     // Discovery backs off to at most 30 s between searches.
     sim.run_for(secs(35.0));
     assert_eq!(sim.holder(8080), Some(sim.nodes[rep].addr));
-    assert_eq!(sim.reps(), [rep], "the same representative, now holding 8080");
+    assert_eq!(
+        sim.reps(),
+        [rep],
+        "the same representative, now holding 8080"
+    );
     let d = sim.dir(rep);
-    assert_eq!((d.external_port, &d.reachability), (Some(8080), &Reachability::Reachable));
+    assert_eq!(
+        (d.external_port, &d.reachability),
+        (Some(8080), &Reachability::Reachable)
+    );
     let mut ports: Vec<Option<u16>> = (0..3).map(|i| sim.dir(i).external_port).collect();
     ports.sort();
     assert_eq!(ports, [Some(8080), Some(8081), Some(8082)]);
