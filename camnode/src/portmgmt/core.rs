@@ -29,6 +29,8 @@
 //!    down, verifying and reclaiming the representative port), merges the inquiry answers
 //!    (embodiment 2) with the table walk and the own-port notices, and sends the bye-bye
 //!    (claim 13) before the representative's mapping is deleted at shutdown.
+//! 10. No IGD (UPnP off): the election runs all the same; its winner is a LAN representative
+//!     with no port to hold, listing the others by inquiry, until an IGD appears (`lanrep.rs`).
 //!
 //! # Layout
 //! This file holds the inputs and outputs, the state, the driver's interface, the timers and

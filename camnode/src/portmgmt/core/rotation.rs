@@ -9,7 +9,7 @@ use super::igd::RouterFault;
 use super::*;
 
 impl PortManager {
-    /// Starts the election once the node holds a port (a node without one takes no part).
+    /// Starts the election once the node holds a port, or once no IGD answers (`lanrep.rs`).
     pub(super) fn ensure_election(&mut self, now: Instant) {
         if self.election.is_some() || self.shutting_down {
             return;
