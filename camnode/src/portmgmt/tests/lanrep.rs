@@ -132,3 +132,32 @@ fn an_igd_appearing_later_makes_the_lan_representative_claim_8080() {
         assert_eq!(sim.dir(i).role, Role::Member);
     }
 }
+
+#[test]
+fn lan_representatives_of_a_split_lan_settle_on_one_when_it_heals() {
+    let mut sim = Sim::new(FakeIgd::new(false));
+    sim.igd_present = false;
+    sim.lan_loss = true; // every LAN datagram lost: each camera elects itself
+    for (id, name) in [(0xa, "front"), (0xb, "garden"), (0xc, "garage")] {
+        let o = lan_opts(&sim);
+        sim.add(named(id, Some(name)), o);
+    }
+    sim.run_for(secs(10.0));
+    assert_eq!(sim.reps().len(), 3, "split: one LAN representative each");
+    sim.lan_loss = false;
+    let t = sim
+        .run_until_pred(secs(5.0), |s| {
+            let r = s.reps();
+            r.len() == 1 && s.dir(r[0]).peers.len() == 2
+        })
+        .expect("one representative listing both others within 5 s");
+    let rep = sim.reps()[0];
+    for i in (0..3).filter(|&i| i != rep) {
+        assert_eq!(sim.dir(i).role, Role::Member);
+        assert!(
+            sim.dir(i).peers.is_empty(),
+            "a stood-down node lists nobody"
+        );
+    }
+    assert!(t <= secs(2.0), "settled after {t:?}");
+}
