@@ -29,6 +29,8 @@
 //!    down, verifying and reclaiming the representative port), merges the inquiry answers
 //!    (embodiment 2) with the table walk and the own-port notices, and sends the bye-bye
 //!    (claim 13) before the representative's mapping is deleted at shutdown.
+//! 10. No IGD (UPnP off): the election runs all the same; its winner is a LAN representative
+//!     with no port to hold, listing the others by inquiry, until an IGD appears (`lanrep.rs`).
 //!
 //! # Layout
 //! This file holds the inputs and outputs, the state, the driver's interface, the timers and
@@ -40,6 +42,7 @@
 //! - `lan.rs`: the LAN endpoint: one sequence counter and one duplicate filter for every
 //!   message type, the own-port notice (step 5);
 //! - `rotation.rs`: carrying out the election at the router (step 9);
+//! - `lanrep.rs`: the representative without an IGD (a LAN representative);
 //! - `names.rs`: automatic names and rename (step 7); `dupid.rs`: two nodes with one id;
 //! - `options.rs`: the tunables.
 
@@ -60,6 +63,7 @@ mod claim;
 mod dupid;
 mod igd;
 mod lan;
+mod lanrep;
 mod names;
 mod options;
 mod rotation;
@@ -249,6 +253,10 @@ pub struct PortManager {
     /// node's mapping it will not let us delete), and when that mapping lapses by its lease.
     rep_wait_since: Option<Instant>,
     rep_lapse: Option<Instant>,
+    /// Elected with no IGD: the representative with no port to hold ([`lanrep`]).
+    lan_rep: bool,
+    /// The election started because no IGD answered (not because we hold a port).
+    election_without_igd: bool,
     // Output state.
     published: Option<Directory>,
     shutting_down: bool,
@@ -303,6 +311,8 @@ impl PortManager {
             reclaim: false,
             rep_wait_since: None,
             rep_lapse: None,
+            lan_rep: false,
+            election_without_igd: false,
             published: None,
             shutting_down: false,
             done: false,
@@ -378,6 +388,9 @@ impl PortManager {
             // Elected and taking the representative port (Fig. 14); in secure mode until the
             // old holder's lease lapses, serving meanwhile under our own port if we have one.
             _ if self.takeover.is_some() => Role::TakingOver,
+            // No IGD: the elected LAN representative lists the others all the same.
+            _ if self.lan_rep => Role::Representative,
+            None if self.lan_member() => Role::Member,
             None => Role::Starting,
             Some(m) if m.external == self.opt.representative_port => Role::Representative,
             Some(_) => Role::Member,

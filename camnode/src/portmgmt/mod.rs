@@ -195,6 +195,16 @@ pub async fn run(ctx: PortMgmtContext) -> anyhow::Result<()> {
     }
     let _ = lan.set_multicast_loop_v4(true); // other camnodes on this host; our own are ignored by id
 
+    // Our LAN address when no IGD tells it (a LAN representative needs one to be reached).
+    let mut options = options;
+    if options.lan_addr.is_none() {
+        options.lan_addr = if config.listen.is_unspecified() {
+            lan_if.as_ref().and_then(|i| i.v4.first().copied())
+        } else {
+            Some(config.listen)
+        };
+    }
+
     let initial_seq = wall_ms();
     let mut pm = PortManager::new(
         options,

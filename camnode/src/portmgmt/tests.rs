@@ -23,6 +23,7 @@ mod cost;
 mod fake_igd;
 mod hostile;
 mod lan;
+mod lanrep;
 mod rotation;
 mod scenarios;
 

@@ -226,6 +226,7 @@ impl PortManager {
                 "no UPnP IGD answered: serving the LAN only, still searching (no internet reachability)"
             );
             self.reachability = Reachability::NoIgd;
+            self.on_no_igd(now);
         }
         let wait = self.jitter(self.search_backoff);
         self.set_timer(Timer::Search, now + wait);
@@ -315,6 +316,7 @@ impl PortManager {
             v2,
         });
         self.discovering_since = None;
+        self.on_igd_found();
         if let Some(local) = result.ok().and_then(|r| r.local_addr)
             && self.lan_addr != Some(local)
         {

@@ -189,10 +189,7 @@ impl PortManager {
         n: lanproto::PortNotice,
     ) {
         self.heard_name(h.node_id, &n.name);
-        let is_rep = self
-            .mapping
-            .is_some_and(|m| m.external == self.opt.representative_port);
-        if is_rep {
+        if self.holds_rep_role() {
             tracing::info!(name = %n.name, addr = %n.lan_addr, port = ?n.external_port, "own-port notice (claim 6)");
             self.upsert_peer(
                 h.node_id,

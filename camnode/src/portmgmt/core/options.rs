@@ -1,6 +1,6 @@
 //! The port manager's tunables.
 
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use shared::lanproto;
@@ -58,6 +58,10 @@ pub struct Options {
     /// How often a successor asks for the representative port again while the router refuses
     /// it (secure mode: until the dead holder's lease lapses; default 1 s).
     pub takeover_retry: Duration,
+    /// Our LAN address when no IGD tells it (the IGD's answers carry the address the router
+    /// sees, which wins): the driver fills it from `listen` or the route to the LAN group. A
+    /// node without an IGD needs it to take part in the election as a LAN representative.
+    pub lan_addr: Option<Ipv4Addr>,
 }
 
 impl Options {
@@ -102,6 +106,7 @@ impl Default for Options {
             election: None,
             representative_lease_seconds: 6,
             takeover_retry: Duration::from_secs(1),
+            lan_addr: None,
         }
     }
 }

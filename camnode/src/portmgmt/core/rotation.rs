@@ -9,7 +9,7 @@ use super::igd::RouterFault;
 use super::*;
 
 impl PortManager {
-    /// Starts the election once the node holds a port (a node without one takes no part).
+    /// Starts the election once the node holds a port, or once no IGD answers (`lanrep.rs`).
     pub(super) fn ensure_election(&mut self, now: Instant) {
         if self.election.is_some() || self.shutting_down {
             return;
@@ -72,6 +72,9 @@ impl PortManager {
                     }
                     return;
                 }
+                if self.become_lan_rep(now) {
+                    return;
+                }
                 tracing::info!(term, "elected: taking the representative port (Fig. 14)");
                 self.takeover = Some(term);
                 self.queue_takeover();
@@ -106,7 +109,7 @@ impl PortManager {
                 }
             }
             ElectionEvent::PeerAnswered { node, info } => {
-                if self.mapping.is_some_and(|m| m.external == rep) {
+                if self.holds_rep_role() {
                     self.upsert_peer(
                         node,
                         &info.name,
@@ -142,6 +145,10 @@ impl PortManager {
         tracing::info!(term, "standing down: another node is the representative");
         self.takeover = None;
         self.end_rep_wait();
+        if self.lan_rep {
+            self.lan_rep = false;
+            self.peers.clear();
+        }
         self.queue.retain(|op| {
             !matches!(
                 op,
