@@ -343,8 +343,6 @@ fn carrier_nat_and_upnp_off_homes_stay_apart() {
 /// Behind a router with UPnP off, the representative's page through the relay lists the other
 /// cameras with relay links.
 #[test]
-#[ignore = "camnode without an IGD stays 'starting' and never runs the election (portmgmt), so no \
-            camera lists the others; run with --ignored once that is fixed"]
 fn upnp_off_representative_lists_the_others_through_the_relay() {
     if !require_root() {
         return;
