@@ -53,6 +53,10 @@ drop_reasons! {
     Filtered => "filtered",
     /// Inbound to a port with no mapping or forward.
     NoMapping => "no_mapping",
+    /// An outbound TCP segment other than a SYN (without ACK) with no session (RFC 5382 §5: a session
+    /// starts with a SYN). A FIN or RST that a LAN server sends after its forward was removed
+    /// must not open a new mapping on the forward's port, or the port stays taken.
+    TcpNoSession => "tcp_no_session",
     /// No free external port in the range.
     PortsExhausted => "ports_exhausted",
     /// The session cap is reached and no unestablished inbound session could give way.

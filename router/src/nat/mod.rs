@@ -706,6 +706,11 @@ impl Nat {
         let idx = match self.table.out_idx.get(&key) {
             Some(&i) => i,
             None => {
+                if f.proto == Proto::Tcp
+                    && f.tcp_flags & (wire::TCP_SYN | wire::TCP_ACK) != wire::TCP_SYN
+                {
+                    return Err(DropReason::TcpNoSession);
+                }
                 self.admit_session(true, f.src, f.dst)?;
                 let m = self.mapping_for(f)?;
                 self.new_session(

@@ -724,6 +724,35 @@ fn forward_inbound_creates_session_and_reply_uses_forward_port() {
     );
 }
 
+/// The camera rotation bug (issue 11 review): the representative removed its forward of 8080,
+/// then its web server closed its connections (FIN, RST from 192.168.1.x:8080). Each segment
+/// opened an outbound mapping that kept external port 8080 (port preservation), so the
+/// successor's AddPortMapping of 8080 got 718 and nobody held the port. RFC 5382 §5: only a SYN
+/// starts a session.
+#[test]
+fn a_closing_segment_after_its_forward_went_opens_nothing() {
+    let mut lab = Lab::home();
+    lab.forward(Protocol::Tcp, 8080, sa(H1, 8080));
+    lab.pass(tcp(sa(R1, 50000), sa(WAN, 8080), Tcp::Syn));
+    lab.pass(tcp(sa(H1, 8080), sa(R1, 50000), Tcp::SynAck));
+    lab.nat
+        .remove_forward(Protocol::Tcp, 8080)
+        .expect("forward removed");
+    for kind in [Tcp::Fin, Tcp::Rst, Tcp::Ack, Tcp::SynAck] {
+        assert_eq!(
+            lab.drop(tcp(sa(H1, 8080), sa(R1, 50000), kind)),
+            DropReason::TcpNoSession
+        );
+    }
+    assert_eq!(lab.nat.session_count(), 0);
+    // The port is free for the successor.
+    lab.forward(Protocol::Tcp, 8080, sa(H2, 8080));
+    assert_eq!(
+        lab.pass(tcp(sa(R1, 50001), sa(WAN, 8080), Tcp::Syn)).dst,
+        sa(H2, 8080)
+    );
+}
+
 #[test]
 fn forward_remote_host_restriction_filters_other_hosts() {
     let mut lab = Lab::home();
@@ -1324,7 +1353,7 @@ fn frag_needed_for_outbound_tcp_reaches_host_with_8_byte_quote() {
         port_allocation: PortAllocation::Sequential,
         ..Behaviour::default()
     });
-    let original = tcp(sa(H1, 40000), sa(R1, 443), Tcp::Ack);
+    let original = tcp(sa(H1, 40000), sa(R1, 443), Tcp::Syn);
     let translated = lab.send(original.clone()).unwrap();
     // Fragmentation needed, next-hop MTU 1400, quoting only 8 bytes of TCP (no checksum).
     let err = icmp_error(GW, WAN, 3, 4, [0, 0, 0x05, 0x78], &translated, 8);
