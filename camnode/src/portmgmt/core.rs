@@ -39,8 +39,8 @@
 //!   errors by name ([`shared::upnp_error::UpnpError`]), the reply dispatch;
 //! - `claim.rs`: claiming a port (steps 2, 3 and 6 above);
 //! - `walk.rs`: the representative's table walk and the peer list (step 4);
-//! - `lan.rs`: the LAN endpoint: one sequence counter and one duplicate filter for every
-//!   message type, the own-port notice (step 5);
+//! - `lan.rs`: the LAN endpoint: one sequence counter for every message type, the notices'
+//!   duplicate filter, the own-port notice (step 5);
 //! - `rotation.rs`: carrying out the election at the router (step 9);
 //! - `lanrep.rs`: the representative without an IGD (a LAN representative);
 //! - `names.rs`: automatic names and rename (step 7); `dupid.rs`: two nodes with one id;

@@ -1,8 +1,10 @@
 //! The LAN endpoint (claim 6 and the LAN protocol, `shared::lanproto`): every message this
 //! node sends, the own-port notice and the election's types 3-10 alike, carries our node id
-//! and the next number of one sequence counter ([`PortManager::emit_lan`]); every message it
-//! receives passes one duplicate and reordering filter ([`SeqFilter`]) before it is handed to
-//! the notice logic here or to the election.
+//! and the next number of one sequence counter ([`PortManager::emit_lan`]). Received notices
+//! and their acknowledgements pass the duplicate and reordering filter here ([`SeqFilter`]);
+//! types 3-10 pass the election's own. They are kept apart because the two kinds travel
+//! different ways (multicast and unicast, bursts of copies) and one overtakes the other: under
+//! one shared filter an election message overtaken by a notice was dropped as old.
 
 use super::*;
 
@@ -143,7 +145,11 @@ impl PortManager {
             return self.on_own_id(now, from, h); // our own multicast looped back, or a duplicate
         }
         self.stats.received += 1;
-        if !self.seq_filter.accept(now, h.node_id, h.sequence) {
+        let notice_kind = matches!(
+            r.body,
+            lanproto::Body::PortNotice(_) | lanproto::Body::PortNoticeAck(_)
+        );
+        if notice_kind && !self.seq_filter.accept(now, h.node_id, h.sequence) {
             self.stats.duplicates += 1;
             return;
         }
@@ -162,8 +168,8 @@ impl PortManager {
                 }
                 self.rep_addr = Some(*from.ip());
             }
-            // Types 3-10 belong to the election (emb. 2, 4; claims 9-15); a node without a
-            // port yet takes no part.
+            // Types 3-10 belong to the election (emb. 2, 4; claims 9-15), which drops their
+            // duplicates itself; a node without a port yet takes no part.
             _ => {
                 if let Some(e) = &mut self.election {
                     e.handle_message(now, from, &r);
