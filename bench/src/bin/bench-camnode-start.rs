@@ -2,7 +2,7 @@
 //! answering on `http://<WAN>:8080/` from the internet namespace, repeated, behind our router and
 //! behind miniupnpd in the same run. Prints median and worst.
 //!
-//! `cargo run --release -p tests --bin bench-camnode-start [-- --runs N]` as root. Uses
+//! `cargo run --release -p bench --bin bench-camnode-start [-- --runs N]` as root. Uses
 //! `CAMNODE_BIN` or target/release/camnode (built if missing), and the lab's router choice.
 
 use std::process::Command;

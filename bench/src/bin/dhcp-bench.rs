@@ -1,7 +1,7 @@
 //! `dhcp-bench`: our DHCP server against dnsmasq, same client code, same run.
 //!
 //! ```text
-//! sudo cargo run --release -p router --bin dhcp-bench [-- --clients N --rounds R --no-dnsmasq --no-persist]
+//! sudo cargo run --release -p bench --bin dhcp-bench [-- --clients N --rounds R --no-dnsmasq --no-persist]
 //! ```
 //!
 //! Two network namespaces this program creates (`dhb<pid>s`, `dhb<pid>c`, one veth pair:

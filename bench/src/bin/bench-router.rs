@@ -1,7 +1,7 @@
 //! Router benchmark (issue 3): the same lab with `--router ours` and `--router kernel`, measured
 //! in one run, printed as a table with ratios to the kernel.
 //!
-//! `cargo run --release -p tests --bin bench-router [-- --seconds N --rounds R]` as root. It
+//! `cargo run --release -p bench --bin bench-router [-- --seconds N --rounds R]` as root. It
 //! builds the release router first if needed (the lab uses `ROUTER_BIN` or
 //! target/release/router).
 //!
@@ -169,8 +169,9 @@ fn main() -> Result<()> {
     println!();
     drop((ours, ours_no_poll, kernel));
 
-    // Engine-only figures, from the engine benchmark in the same run.
-    let nat_bench = repo_root().join("target/release/nat-bench");
+    // Engine-only figures, from the engine benchmark in the same run: this crate's sibling
+    // binary (same profile and target directory).
+    let nat_bench = std::env::current_exe()?.with_file_name("nat-bench");
     if nat_bench.exists() {
         let out = Command::new(&nat_bench)
             .output()
@@ -178,7 +179,8 @@ fn main() -> Result<()> {
         print!("{}", String::from_utf8_lossy(&out.stdout));
     } else {
         println!(
-            "(target/release/nat-bench missing: cargo build --release -p router --bin nat-bench)"
+            "({} missing: cargo build --release -p bench --bin nat-bench)",
+            nat_bench.display()
         );
     }
     Ok(())

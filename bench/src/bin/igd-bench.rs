@@ -2,7 +2,7 @@
 //! same concurrency.
 //!
 //! ```text
-//! cargo run --release -p router --bin igd-bench [-- --requests N --clients C --rounds R --no-miniupnpd --pin C,S]
+//! cargo run --release -p bench --bin igd-bench [-- --requests N --clients C --rounds R --no-miniupnpd --pin C,S]
 //! ```
 //!
 //! Defaults: 4 clients x 250 requests (1000 mappings), 3 rounds. Each round measures ours, a
