@@ -23,3 +23,22 @@ pub fn on_interrupt(cleanup: impl FnOnce(libc::c_int) + Send + 'static) {
         std::process::exit(130);
     });
 }
+
+/// Builds release binaries, each `(package, binary)`, in the repository's target directory, so a
+/// lab benchmark never measures a stale router or node.
+pub fn build_release(bins: &[(&str, &str)]) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let mut cmd = std::process::Command::new("cargo");
+    cmd.args(["build", "--release", "-q"]);
+    for (package, bin) in bins {
+        cmd.args(["-p", package, "--bin", bin]);
+    }
+    let status = cmd
+        .current_dir(tests::repo_root())
+        .status()
+        .context("running cargo build --release")?;
+    if !status.success() {
+        anyhow::bail!("cargo build --release of {bins:?} failed");
+    }
+    Ok(())
+}

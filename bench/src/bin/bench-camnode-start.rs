@@ -8,7 +8,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use tests::{Lab, LabOptions, RouterKind, repo_root};
 
 fn main() -> Result<()> {
@@ -23,26 +23,7 @@ fn main() -> Result<()> {
         bail!("the benchmark needs root");
     }
     let root = repo_root();
-    let status = Command::new("cargo")
-        .args([
-            "build",
-            "--release",
-            "-q",
-            "-p",
-            "camnode",
-            "-p",
-            "router",
-            "--bin",
-            "camnode",
-            "--bin",
-            "router",
-        ])
-        .current_dir(&root)
-        .status()
-        .context("cargo build --release")?;
-    if !status.success() {
-        bail!("build failed");
-    }
+    bench::build_release(&[("camnode", "camnode"), ("router", "router")])?;
     let camnode = std::env::var("CAMNODE_BIN")
         .unwrap_or_else(|_| root.join("target/release/camnode").display().to_string());
     // SAFETY: no other thread exists yet, so nothing reads the environment concurrently.

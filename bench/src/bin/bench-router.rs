@@ -169,9 +169,8 @@ fn main() -> Result<()> {
     println!();
     drop((ours, ours_no_poll, kernel));
 
-    // Engine-only figures, from the engine benchmark in the same run: this crate's sibling
-    // binary (same profile and target directory).
-    let nat_bench = std::env::current_exe()?.with_file_name("nat-bench");
+    // Engine-only figures, from the engine benchmark in the same run (built at the start).
+    let nat_bench = repo_root().join("target/release/nat-bench");
     if nat_bench.exists() {
         let out = Command::new(&nat_bench)
             .output()
@@ -206,24 +205,7 @@ fn max(v: &[f64]) -> f64 {
 
 fn ensure_release_router() -> Result<()> {
     let root = repo_root();
-    let status = Command::new("cargo")
-        .args([
-            "build",
-            "--release",
-            "-q",
-            "-p",
-            "router",
-            "--bin",
-            "router",
-            "--bin",
-            "nat-bench",
-        ])
-        .current_dir(&root)
-        .status()
-        .context("cargo build --release -p router")?;
-    if !status.success() {
-        bail!("building the release router failed");
-    }
+    bench::build_release(&[("router", "router"), ("bench", "nat-bench")])?;
     // SAFETY: no other thread exists yet, so nothing reads the environment concurrently.
     unsafe { std::env::set_var("ROUTER_BIN", root.join("target/release/router")) };
     Ok(())
