@@ -2,7 +2,7 @@
 //! same concurrency.
 //!
 //! ```text
-//! cargo run --release -p router --bin igd-bench [-- --requests N --clients C --rounds R --no-miniupnpd --pin C,S]
+//! cargo run --release -p bench --bin igd-bench [-- --requests N --clients C --rounds R --no-miniupnpd --pin C,S]
 //! ```
 //!
 //! Defaults: 4 clients x 250 requests (1000 mappings), 3 rounds. Each round measures ours, a
@@ -850,29 +850,17 @@ static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBoo
 /// SIGINT / SIGTERM are blocked in every thread and taken by one that deletes the namespace
 /// (and so kills miniupnpd's network) before exiting.
 fn install_signal_cleanup() {
-    // SAFETY: plain sigset manipulation; the mask is set before any other thread exists, so
-    // every thread inherits it, and only the waiting thread receives the signals.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        std::thread::spawn(move || {
-            let mut sig: libc::c_int = 0;
-            libc::sigwait(&set, &mut sig);
-            INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
-            let ns = CLEANUP_NS.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            if let Some((ns, pid)) = ns {
-                // miniupnpd's own SIGTERM handling can stall without its namespace.
-                kill_child(pid);
-                let _ = sh(&["ip", "netns", "del", &ns], None);
-                let _ = std::fs::remove_dir_all(std::env::temp_dir().join(&ns));
-            }
-            eprintln!("igd-bench: interrupted by signal {sig}; namespace and miniupnpd removed");
-            std::process::exit(130);
-        });
-    }
+    bench::on_interrupt(|sig| {
+        INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+        let ns = CLEANUP_NS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some((ns, pid)) = ns {
+            // miniupnpd's own SIGTERM handling can stall without its namespace.
+            kill_child(pid);
+            let _ = sh(&["ip", "netns", "del", &ns], None);
+            let _ = std::fs::remove_dir_all(std::env::temp_dir().join(&ns));
+        }
+        eprintln!("igd-bench: interrupted by signal {sig}; namespace and miniupnpd removed");
+    });
 }
 
 // ---------------------------------------------------------------------------------------------

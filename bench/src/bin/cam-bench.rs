@@ -26,7 +26,7 @@
 //!    `--fanout-sizes`; the server's CPU is also shown per 10 viewers (goal for passthrough: no
 //!    encode, under 1 % of a core per 10 viewers at 30 fps).
 //!
-//! `cargo run --release -p camnode --bin cam-bench -- [--seconds 5] [--fps 30] [--quality 80]
+//! `cargo run --release -p bench --bin cam-bench -- [--seconds 5] [--fps 30] [--quality 80]
 //!  [--width 640 --height 480] [--viewers 1,10,50] [--encode-seconds 4] [--sizes 640x480,1280x720]
 //!  [--modes encode,passthrough] [--fanout-sizes 1280x720,1920x1080]`
 //!  (`--viewers 0` skips the fan-out, `--sizes ""` the encode part; the fan-out runs at
@@ -146,7 +146,7 @@ fn parse_opts(args: &[String]) -> anyhow::Result<Opts> {
                     })
                     .collect::<anyhow::Result<_>>()?
             }
-            other => bail!("unknown option {other}; see the top of camnode/src/bin/cam-bench.rs"),
+            other => bail!("unknown option {other}; see the top of bench/src/bin/cam-bench.rs"),
         }
     }
     if o.fanout_sizes.is_empty() {

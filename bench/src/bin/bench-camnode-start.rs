@@ -2,13 +2,13 @@
 //! answering on `http://<WAN>:8080/` from the internet namespace, repeated, behind our router and
 //! behind miniupnpd in the same run. Prints median and worst.
 //!
-//! `cargo run --release -p tests --bin bench-camnode-start [-- --runs N]` as root. Uses
+//! `cargo run --release -p bench --bin bench-camnode-start [-- --runs N]` as root. Uses
 //! `CAMNODE_BIN` or target/release/camnode (built if missing), and the lab's router choice.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use tests::{Lab, LabOptions, RouterKind, repo_root};
 
 fn main() -> Result<()> {
@@ -23,26 +23,7 @@ fn main() -> Result<()> {
         bail!("the benchmark needs root");
     }
     let root = repo_root();
-    let status = Command::new("cargo")
-        .args([
-            "build",
-            "--release",
-            "-q",
-            "-p",
-            "camnode",
-            "-p",
-            "router",
-            "--bin",
-            "camnode",
-            "--bin",
-            "router",
-        ])
-        .current_dir(&root)
-        .status()
-        .context("cargo build --release")?;
-    if !status.success() {
-        bail!("build failed");
-    }
+    bench::build_release(&[("camnode", "camnode"), ("router", "router")])?;
     let camnode = std::env::var("CAMNODE_BIN")
         .unwrap_or_else(|_| root.join("target/release/camnode").display().to_string());
     // SAFETY: no other thread exists yet, so nothing reads the environment concurrently.

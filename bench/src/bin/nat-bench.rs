@@ -1,6 +1,6 @@
 //! `nat-bench`: engine-only figures for issue 3, on one core, no IO.
 //!
-//! `cargo run --release -p router --bin nat-bench [-- --seconds N]`
+//! `cargo run --release -p bench --bin nat-bench [-- --seconds N]`
 //!
 //! Prints a table: packets/s on established flows (1000 UDP / TCP flows, pre-built packets,
 //! LAN->WAN and WAN->LAN alternating), new sessions/s (1000 internal endpoints x 1000

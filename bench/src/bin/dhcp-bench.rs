@@ -1,7 +1,7 @@
 //! `dhcp-bench`: our DHCP server against dnsmasq, same client code, same run.
 //!
 //! ```text
-//! sudo cargo run --release -p router --bin dhcp-bench [-- --clients N --rounds R --no-dnsmasq --no-persist]
+//! sudo cargo run --release -p bench --bin dhcp-bench [-- --clients N --rounds R --no-dnsmasq --no-persist]
 //! ```
 //!
 //! Two network namespaces this program creates (`dhb<pid>s`, `dhb<pid>c`, one veth pair:
@@ -123,28 +123,17 @@ static CHILD: Mutex<Option<u32>> = Mutex::new(None);
 /// SIGINT / SIGTERM are blocked in every thread and taken by one that kills the server and
 /// deletes the namespaces before exiting.
 fn install_signal_cleanup() {
-    // SAFETY: plain sigset manipulation, before any other thread exists, so every thread
-    // inherits the mask and only the waiting thread receives the signals.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        std::thread::spawn(move || {
-            let mut sig: libc::c_int = 0;
-            libc::sigwait(&set, &mut sig);
-            if let Some(pid) = *CHILD.lock().unwrap_or_else(|e| e.into_inner()) {
-                libc::kill(pid as i32, libc::SIGKILL);
-            }
-            if let Some((a, b)) = CLEANUP.lock().unwrap_or_else(|e| e.into_inner()).clone() {
-                let _ = sh(&["ip", "netns", "del", &a]);
-                let _ = sh(&["ip", "netns", "del", &b]);
-            }
-            eprintln!("dhcp-bench: interrupted; namespaces removed");
-            std::process::exit(130);
-        });
-    }
+    bench::on_interrupt(|_| {
+        if let Some(pid) = *CHILD.lock().unwrap_or_else(|e| e.into_inner()) {
+            // SAFETY: kill has no memory preconditions; the pid is our own child's.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+        if let Some((a, b)) = CLEANUP.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            let _ = sh(&["ip", "netns", "del", &a]);
+            let _ = sh(&["ip", "netns", "del", &b]);
+        }
+        eprintln!("dhcp-bench: interrupted; namespaces removed");
+    });
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -1,7 +1,7 @@
 //! Router benchmark (issue 3): the same lab with `--router ours` and `--router kernel`, measured
 //! in one run, printed as a table with ratios to the kernel.
 //!
-//! `cargo run --release -p tests --bin bench-router [-- --seconds N --rounds R]` as root. It
+//! `cargo run --release -p bench --bin bench-router [-- --seconds N --rounds R]` as root. It
 //! builds the release router first if needed (the lab uses `ROUTER_BIN` or
 //! target/release/router).
 //!
@@ -169,7 +169,7 @@ fn main() -> Result<()> {
     println!();
     drop((ours, ours_no_poll, kernel));
 
-    // Engine-only figures, from the engine benchmark in the same run.
+    // Engine-only figures, from the engine benchmark in the same run (built at the start).
     let nat_bench = repo_root().join("target/release/nat-bench");
     if nat_bench.exists() {
         let out = Command::new(&nat_bench)
@@ -178,7 +178,8 @@ fn main() -> Result<()> {
         print!("{}", String::from_utf8_lossy(&out.stdout));
     } else {
         println!(
-            "(target/release/nat-bench missing: cargo build --release -p router --bin nat-bench)"
+            "({} missing: cargo build --release -p bench --bin nat-bench)",
+            nat_bench.display()
         );
     }
     Ok(())
@@ -204,24 +205,7 @@ fn max(v: &[f64]) -> f64 {
 
 fn ensure_release_router() -> Result<()> {
     let root = repo_root();
-    let status = Command::new("cargo")
-        .args([
-            "build",
-            "--release",
-            "-q",
-            "-p",
-            "router",
-            "--bin",
-            "router",
-            "--bin",
-            "nat-bench",
-        ])
-        .current_dir(&root)
-        .status()
-        .context("cargo build --release -p router")?;
-    if !status.success() {
-        bail!("building the release router failed");
-    }
+    bench::build_release(&[("router", "router"), ("bench", "nat-bench")])?;
     // SAFETY: no other thread exists yet, so nothing reads the environment concurrently.
     unsafe { std::env::set_var("ROUTER_BIN", root.join("target/release/router")) };
     Ok(())
