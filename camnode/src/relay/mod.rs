@@ -72,10 +72,15 @@ fn merged(pm: &Directory, relay: Option<&RelayTarget>) -> Directory {
 
 /// The rustls provider, named rather than the process default (which is ambiguous when another
 /// crate in the binary enables a second one): ring, as the relay uses. rustls 0.23.48 marks it
-/// deprecated for lacking post-quantum key exchange; X25519 serves here.
+/// deprecated for lacking post-quantum key exchange; X25519 serves here, offered first: ring's
+/// defaults put P-384 first, whose generic code cost ~2 ms of CPU per handshake on the lab's VM
+/// (every cold viewer session pays one handshake).
 #[allow(deprecated)]
 fn tls_provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    use rustls::crypto::ring::kx_group;
+    let mut p = rustls::crypto::ring::default_provider();
+    p.kx_groups = vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1];
+    Arc::new(p)
 }
 
 /// Resolves a relay's UDP address, IPv4 (the socket is IPv4: the NATs this is for are IPv4
