@@ -105,11 +105,20 @@ fn forge(lab: &Lab, to: Ipv4Addr) {
     }
 }
 
-fn role_after_forgery(lab: &Lab, rep: Ipv4Addr) -> String {
+/// The roles the representative reports during the 1.5 s after a forgery, polled every
+/// 100 ms: a node that followed the forged Inquiry shows "member" until its presence checks
+/// find the forger silent and it wins the port back (~1.7 s), so one late look can miss it.
+fn roles_after_forgery(lab: &Lab, rep: Ipv4Addr) -> Vec<String> {
     forge(lab, rep);
-    std::thread::sleep(Duration::from_secs(1));
-    let s = status(lab, rep).expect("the representative answers");
-    s["role"].as_str().unwrap_or_default().to_string()
+    let start = Instant::now();
+    let mut roles = Vec::new();
+    while start.elapsed() < Duration::from_millis(1500) {
+        if let Some(s) = status(lab, rep) {
+            roles.push(s["role"].as_str().unwrap_or_default().to_string());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    roles
 }
 
 #[test]
@@ -126,7 +135,11 @@ fn a_forged_inquiry_is_ignored_with_a_lan_key() {
     std::thread::sleep(Duration::from_millis(500));
     let pids = [pids[0], start(&lab, "cam2", &key)];
     let rep = wait_representative(&lab, [cam1, cam2]);
-    assert_eq!(role_after_forgery(&lab, rep), "representative");
+    let roles = roles_after_forgery(&lab, rep);
+    assert!(
+        !roles.is_empty() && roles.iter().all(|r| r == "representative"),
+        "with a key the forgery changes nothing: {roles:?}"
+    );
     std::thread::sleep(Duration::from_secs(2));
     let s = status(&lab, rep).expect("status");
     assert_eq!(s["role"], "representative", "{s}");
@@ -142,10 +155,10 @@ fn a_forged_inquiry_is_ignored_with_a_lan_key() {
     std::thread::sleep(Duration::from_millis(500));
     start(&lab, "cam2", &[]);
     let rep = wait_representative(&lab, [cam1, cam2]);
-    assert_eq!(
-        role_after_forgery(&lab, rep),
-        "member",
-        "control: without a key the forged Inquiry is followed"
+    let roles = roles_after_forgery(&lab, rep);
+    assert!(
+        roles.iter().any(|r| r == "member"),
+        "control: without a key the forged Inquiry is followed: {roles:?}"
     );
     for node in ["cam1", "cam2"] {
         let _ = std::fs::remove_dir_all(format!("/tmp/{}-{node}", lab.prefix));
